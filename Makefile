@@ -1,0 +1,35 @@
+# Two commands matter: `make demo` and `make test`. Both create .venv and install everything first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/modelmon demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy modelmon streams sinks detectors retrain_trigger dashboards
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_detectors.py
+
+clean:
+	rm -rf $(VENV) .modelmon .pytest_cache .ruff_cache .mypy_cache reports

@@ -1,0 +1,3 @@
+from modelmon.cli import main
+
+main()

@@ -1,0 +1,249 @@
+"""Model specs: what a model looks like, how to watch it, and loading them from YAML with clear errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class Task(StrEnum):
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    REGRESSION = "regression"
+
+
+class FeatureType(StrEnum):
+    NUMERICAL = "numerical"
+    CATEGORICAL = "categorical"
+    BOOLEAN = "boolean"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Parse '30s', '5m', '2h', '7d' (or a number of seconds) into a timedelta.
+
+    >>> parse_duration("90m")
+    datetime.timedelta(seconds=5400)
+    >>> parse_duration(15)
+    datetime.timedelta(seconds=15)
+    """
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=float(value))
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    raise ValueError(f"{value!r} is not a duration; write e.g. '30s', '5m', '2h' or '7d'")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FeatureSpec(_Spec):
+    type: FeatureType
+    required: bool = Field(default=False, description="An event without it goes to dead-letter.")
+    min: float | None = Field(default=None, description="Lowest valid value (numerical).")
+    max: float | None = Field(default=None, description="Highest valid value (numerical).")
+    allowed: list[str] | None = Field(default=None, description="Known categories (categorical).")
+    drift_method: str | None = Field(default=None, description="Overrides the model's drift method.")
+    drift_threshold: float | None = Field(default=None, description="Overrides the method's threshold.")
+    important: bool = Field(default=False, description="Counts for 'drift on K important features'.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureSpec:
+        if self.type is not FeatureType.NUMERICAL and (self.min is not None or self.max is not None):
+            raise ValueError("min/max apply to numerical features only")
+        if self.type is not FeatureType.CATEGORICAL and self.allowed is not None:
+            raise ValueError("allowed applies to categorical features only")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class ReferenceSpec(_Spec):
+    """Where the drift reference comes from."""
+
+    source: Literal["file", "first_n", "first_period", "rolling"] = "first_n"
+    path: str | None = Field(default=None, description="CSV or Parquet file (source: file).")
+    n: int = Field(default=5000, ge=10, description="Events in the reference (source: first_n).")
+    period: str = Field(default="1h", description="Length of the first period (source: first_period).")
+
+    @model_validator(mode="after")
+    def _path_for_file(self) -> ReferenceSpec:
+        if self.source == "file" and not self.path:
+            raise ValueError("source 'file' needs 'path' (a CSV or Parquet file)")
+        parse_duration(self.period)
+        return self
+
+
+class DriftSpec(_Spec):
+    method: str = Field(default="auto", description="Drift method name, or 'auto' to choose by data.")
+    threshold: float | None = Field(default=None, description="None = the method's default.")
+
+
+class AlertRuleSpec(_Spec):
+    name: str = Field(min_length=1)
+    metric: str = Field(min_length=1)
+    feature: str = Field(default="any", description="A feature name, '' for model-level, or 'any'.")
+    segment: str = Field(default="any")
+    op: Literal[">", ">=", "<", "<="] = ">="
+    threshold: float
+    for_windows: int = Field(default=1, ge=1, alias="for", description="Consecutive windows to fire.")
+    resolve_threshold: float | None = Field(default=None, description="Hysteresis: resolve beyond this.")
+    severity: Literal["info", "warning", "critical"] = "warning"
+    cooldown: str = "30m"
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("cooldown")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class RetrainSpec(_Spec):
+    enabled: bool = False
+    on_rules: list[str] = Field(default_factory=list, description="Alert rules that request retraining.")
+    min_severity: Literal["info", "warning", "critical"] = "critical"
+    min_drifted_important_features: int | None = Field(default=None, ge=1)
+    cooldown: str = "24h"
+    webhook: str | None = Field(default=None, description="Pipeline trigger URL (Airflow, Kubeflow).")
+
+    @field_validator("cooldown")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class ModelSpec(_Spec):
+    """Everything modelmon needs to know about one model."""
+
+    model_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    task: Task
+    features: dict[str, FeatureSpec] = Field(min_length=1)
+    classes: list[str] | None = Field(default=None, description="Class labels (multiclass, optional).")
+    positive_class: str = Field(default="1", description="Label of the positive class (binary).")
+    segments: list[str] = Field(default_factory=list, description="Tags whose values are segments.")
+    reference: ReferenceSpec = Field(default_factory=ReferenceSpec)
+    drift: DriftSpec = Field(default_factory=DriftSpec)
+    alerts: list[AlertRuleSpec] = Field(default_factory=list)
+    retrain: RetrainSpec = Field(default_factory=RetrainSpec)
+    label_ttl: str = Field(default="7d", description="How long a prediction waits for its label.")
+
+    @field_validator("label_ttl")
+    @classmethod
+    def _ttl(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ModelSpec:
+        names = [rule.name for rule in self.alerts]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"alert rule names must be unique; repeated: {duplicates}")
+        unknown = [r for r in self.retrain.on_rules if r not in names]
+        if unknown:
+            raise ValueError(f"retrain.on_rules names unknown alert rules {unknown}; defined: {names}")
+        return self
+
+    def required_features(self) -> list[str]:
+        return [name for name, feature in self.features.items() if feature.required]
+
+
+class SpecError(ValueError):
+    """A model spec file that cannot be used; the message names the file, the field and the fix."""
+
+
+_FIXES = {
+    "missing": "add this field",
+    "extra_forbidden": "remove it or check its spelling",
+    "enum": "use one of the values listed",
+    "literal_error": "use one of the values listed",
+    "float_parsing": "write a number",
+    "int_parsing": "write a whole number",
+    "bool_parsing": "write true or false",
+    "string_type": "write a text value",
+    "dict_type": "write a mapping (key: value lines)",
+    "list_type": "write a list",
+    "too_short": "add at least one entry",
+    "string_pattern_mismatch": "use letters, digits, '.', '_' or '-' (starting with a letter or digit)",
+}
+
+
+def _format_errors(source: str, error: ValidationError, allowed_fields: Iterable[str]) -> str:
+    lines = [f"{source}: invalid model spec"]
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        fix = _FIXES.get(item["type"], "see docs/model-specs.md")
+        if item["type"] == "extra_forbidden" and len(item["loc"]) == 1:
+            fix += f"; valid top-level fields: {', '.join(allowed_fields)}"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"  - field '{location}': {message} (fix: {fix})")
+    return "\n".join(lines)
+
+
+def parse_spec(data: Any, source: str = "<spec>") -> ModelSpec:
+    """Validate one spec given as a dict; errors raise :class:`SpecError` naming ``source``."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a model spec is a mapping with model_id, task and features")
+    try:
+        return ModelSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(_format_errors(source, error, ModelSpec.model_fields)) from None
+
+
+def load_spec_file(path: Path) -> list[ModelSpec]:
+    """Load a YAML file holding one spec, or ``models: [spec, ...]``."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: not valid YAML: {error}") from None
+    except OSError as error:
+        raise SpecError(f"{path}: cannot read: {error.strerror}") from None
+    if isinstance(data, dict) and set(data) == {"models"}:
+        items = data["models"]
+        if not isinstance(items, list):
+            raise SpecError(f"{path}: field 'models': must be a list of model specs")
+        return [parse_spec(item, f"{path} (models[{i}])") for i, item in enumerate(items)]
+    return [parse_spec(data, str(path))]
+
+
+def load_specs(path: Path | str) -> dict[str, ModelSpec]:
+    """Load every spec from a YAML file or a directory of ``*.yaml``/``*.yml``, keyed by model id."""
+    root = Path(path)
+    if root.is_dir():
+        files = sorted([*root.glob("*.yaml"), *root.glob("*.yml")])
+        if not files:
+            raise SpecError(f"{root}: no *.yaml model specs in this directory")
+    elif root.exists():
+        files = [root]
+    else:
+        raise SpecError(f"{root}: no such file or directory (set MODELMON_MODELS_PATH)")
+    specs: dict[str, ModelSpec] = {}
+    origin: dict[str, Path] = {}
+    for file in files:
+        for spec in load_spec_file(file):
+            if spec.model_id in specs:
+                raise SpecError(
+                    f"{file}: field 'model_id': {spec.model_id!r} is also defined in {origin[spec.model_id]} "
+                    "(fix: give each model a unique model_id)"
+                )
+            specs[spec.model_id] = spec
+            origin[spec.model_id] = file
+    return specs
