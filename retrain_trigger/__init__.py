@@ -1,0 +1,1 @@
+"""Alert rules and their lifecycle, retrain policy, retrain events (issue #5)."""

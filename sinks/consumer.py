@@ -1,0 +1,192 @@
+"""The ClickHouse sink: consumes metric, alert, retrain and dead-letter topics and inserts them in batches.
+
+Guarantee: at-least-once into ClickHouse, and no double counting. Offsets are committed only after
+the batch's insert has succeeded; if ClickHouse is unavailable the batch is retried with capped
+exponential backoff while consumption is paused (memory stays bounded by one batch) and nothing
+is committed. A replay re-inserts rows under the same ReplacingMergeTree keys, which replace the
+earlier copies. A message that cannot be parsed is turned into a dead letter (never dropped);
+workers hold no database connection, this process is the only writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from pydantic import BaseModel, ValidationError
+
+from modelmon.events import Alert, DeadLetter, MetricPoint, RetrainRequested, model_to_json
+from modelmon.settings import Settings
+from sinks.writer import ClickHouseWriter, WriteFailed
+
+log = logging.getLogger(__name__)
+
+SINK_GROUP_SUFFIX = "-sink"
+
+
+@dataclass
+class SinkStats:
+    """Running totals of the sink."""
+
+    consumed: int = 0
+    written: int = 0
+    invalid: int = 0
+    batches: int = 0
+    write_retries: int = 0
+    by_topic: dict[str, int] = field(default_factory=dict)
+
+
+class ClickHouseSink:
+    """Moves monitor-metrics, alerts, retrain-requests and dead-letter messages into ClickHouse."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        writer: ClickHouseWriter,
+        *,
+        group_id: str | None = None,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.max_backoff = max_backoff
+        topics = settings.topics
+        self._models: dict[str, type[BaseModel]] = {
+            topics.monitor_metrics: MetricPoint,
+            topics.alerts: Alert,
+            topics.retrain_requests: RetrainRequested,
+            topics.dead_letter: DeadLetter,
+        }
+        self._dead_letter_topic = topics.dead_letter
+        self.group_id = group_id or settings.app_id + SINK_GROUP_SUFFIX
+        self.stats = SinkStats()
+        self._stop = threading.Event()
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+
+    def _make_consumer(self) -> Consumer:
+        config: dict[str, Any] = {
+            **self.settings.kafka_common(),
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": int(self.settings.broker_session_timeout * 1000),
+        }
+        consumer = Consumer(config)
+        consumer.subscribe(list(self._models))
+        return consumer
+
+    def _parse(self, message: Message) -> BaseModel:
+        """Parse one message; an unparseable one becomes a dead letter row instead."""
+        topic = message.topic() or ""
+        model = self._models[topic]
+        value = message.value()
+        try:
+            return model.model_validate(orjson.loads(value or b"null"))
+        except (orjson.JSONDecodeError, ValidationError) as error:
+            self.stats.invalid += 1
+            letter = DeadLetter(
+                topic=topic,
+                partition=message.partition(),
+                offset=message.offset(),
+                key=(message.key() or b"").decode("utf-8", errors="replace") or None,
+                payload=(value or b"").decode("utf-8", errors="replace")[:64_000],
+                reason=f"sink could not parse a {model.__name__}: {error}".splitlines()[0][:500],
+                error_type="sink_invalid_message",
+            )
+            if topic != self._dead_letter_topic:
+                self._publish_dead_letter(letter)
+            return letter
+
+    def _publish_dead_letter(self, letter: DeadLetter) -> None:
+        if self._producer is None:
+            self._producer = Producer({**self.settings.kafka_common(), "enable.idempotence": True})
+        self._producer.produce(self._dead_letter_topic, key=letter.dedup_key(), value=model_to_json(letter))
+
+    def _write_with_retry(self, rows: list[BaseModel], consumer: Consumer) -> bool:
+        """Insert until it succeeds or the sink is stopped; returns whether it was written."""
+        delay = 0.5
+        assignment = consumer.assignment()
+        paused = False
+        try:
+            while True:
+                try:
+                    self.writer.write(rows)  # type: ignore[arg-type]
+                    return True
+                except WriteFailed as error:
+                    self.stats.write_retries += 1
+                    log.warning("ClickHouse insert failed, retrying in %.1fs: %s", delay, error)
+                    if not paused and assignment:
+                        consumer.pause(assignment)
+                        paused = True
+                    deadline = time.monotonic() + delay * (0.5 + random.random())
+                    while time.monotonic() < deadline:
+                        if self._stop.is_set():
+                            return False
+                        consumer.poll(0.2)  # keeps the group membership alive while paused
+                    delay = min(delay * 2, self.max_backoff)
+        finally:
+            if paused:
+                consumer.resume(assignment)
+
+    def run_once(self, consumer: Consumer, timeout: float) -> int:
+        """Consume one batch, write it, commit it; returns the number of messages handled."""
+        messages = consumer.consume(num_messages=self.settings.sink_batch_size, timeout=timeout)
+        batch: list[Message] = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                batch.append(message)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", error)
+        if not batch:
+            return 0
+        rows = [self._parse(m) for m in batch]
+        if self._producer is not None:
+            self._producer.flush(10)
+        if not self._write_with_retry(rows, consumer):
+            return 0
+        offsets: dict[tuple[str, int], int] = {}
+        for m in batch:
+            key = (m.topic() or "", m.partition() or 0)
+            offsets[key] = max(offsets.get(key, -1), (m.offset() or 0) + 1)
+        consumer.commit(
+            offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
+        )
+        self.stats.batches += 1
+        self.stats.consumed += len(batch)
+        self.stats.written += len(rows)
+        for m in batch:
+            topic = m.topic() or ""
+            self.stats.by_topic[topic] = self.stats.by_topic.get(topic, 0) + 1
+        return len(batch)
+
+    def run(self, *, on_batch: Callable[[SinkStats], None] | None = None) -> None:
+        """Consume until :meth:`stop` is called."""
+        consumer = self._make_consumer()
+        self._consumer = consumer
+        log.info("sink consuming %s as group %s", ", ".join(self._models), self.group_id)
+        try:
+            while not self._stop.is_set():
+                if self.run_once(consumer, timeout=self.settings.sink_flush_seconds) and on_batch:
+                    on_batch(self.stats)
+        finally:
+            consumer.close()
+            if self._producer is not None:
+                self._producer.flush(10)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def start_thread(self) -> threading.Thread:
+        """Run the sink in a daemon thread (for ``worker --with-sink``, the demo and tests)."""
+        thread = threading.Thread(target=self.run, name="clickhouse-sink", daemon=True)
+        thread.start()
+        return thread

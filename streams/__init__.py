@@ -1,0 +1,1 @@
+"""The faust-streaming app: topics, agents, tables, the join and the windowing."""

@@ -1,0 +1,59 @@
+"""Starting a worker process: topics, the faust app, and optionally the in-process ClickHouse sink."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from modelmon.admin import ensure_topics
+from modelmon.settings import Settings
+from modelmon.spec import load_specs
+from streams.app import build_app
+from streams.worker import register_worker
+
+log = logging.getLogger(__name__)
+
+
+def prepare_topics(settings: Settings) -> int:
+    """Create missing topics; return the partition count of ``predictions``."""
+    topics = settings.topics
+    counts = ensure_topics(
+        settings.kafka_common(),
+        topics.all(),
+        partitions=settings.topic_partitions,
+        replication=settings.topic_replication,
+    )
+    return counts[topics.predictions]
+
+
+def build_worker_app(settings: Settings) -> faust.App:
+    """The fully declared faust app of a worker (specs loaded, topics created)."""
+    specs = load_specs(settings.models_path)
+    partitions = prepare_topics(settings)
+    app = build_app(settings, partitions=partitions)
+    register_worker(app, settings, specs)
+    log.info("worker for models %s on %d partitions", ", ".join(sorted(specs)), partitions)
+    return app
+
+
+def run_worker(settings: Settings, *, with_sink: bool = False) -> None:
+    """Run a worker in the foreground until SIGINT/SIGTERM."""
+    app = build_worker_app(settings)
+    sink = None
+    if with_sink:
+        from sinks.clickhouse import connect
+        from sinks.consumer import ClickHouseSink
+        from sinks.migrate import migrate
+        from sinks.writer import ClickHouseWriter
+
+        client = connect(settings.clickhouse_dsn)
+        migrate(client)
+        sink = ClickHouseSink(settings, ClickHouseWriter(client))
+        sink.start_thread()
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if sink is not None:
+            sink.stop()
