@@ -1,0 +1,190 @@
+"""The ``modelmon`` command line: worker, sink, migrate, broker, schema, spec, produce, status, demo."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from modelmon import __version__
+from modelmon.settings import Settings
+
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="modelmon")
+def cli() -> None:
+    """modelmon: streaming monitoring of ML models (drift, performance, data fidelity).
+
+    Settings come from MODELMON_* environment variables (see docs/configuration.md).
+    """
+
+
+@cli.command()
+@click.option("--with-sink", is_flag=True, help="Also run the ClickHouse sink in this process.")
+def worker(with_sink: bool) -> None:
+    """Run a stream worker (faust): validate, count, publish metrics."""
+    from modelmon.spec import SpecError
+    from streams.run import run_worker
+
+    settings = _settings()
+    _setup_logging(settings.log_level)
+    try:
+        run_worker(settings, with_sink=with_sink)
+    except SpecError as error:
+        _fail(str(error))
+
+
+@cli.command()
+def sink() -> None:
+    """Run the ClickHouse sink: insert metrics, alerts, retrain requests and dead letters."""
+    import signal
+
+    from sinks.clickhouse import connect
+    from sinks.consumer import ClickHouseSink
+    from sinks.migrate import migrate
+    from sinks.writer import ClickHouseWriter
+
+    settings = _settings()
+    _setup_logging(settings.log_level)
+    client = connect(settings.clickhouse_dsn)
+    migrate(client)
+    runner = ClickHouseSink(settings, ClickHouseWriter(client))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: runner.stop())
+    runner.run()
+
+
+@cli.command("migrate")
+def migrate_command() -> None:
+    """Apply ClickHouse schema migrations (idempotent)."""
+    from sinks.clickhouse import connect, describe
+    from sinks.migrate import migrate
+
+    settings = _settings()
+    applied = migrate(connect(settings.clickhouse_dsn))
+    target = describe(settings.clickhouse_dsn)
+    if applied:
+        click.echo(f"applied {', '.join(applied)} to {target}")
+    else:
+        click.echo(f"{target} is up to date")
+
+
+@cli.command()
+@click.option("--kind", type=click.Choice(["noida", "tansu"]), default="noida", show_default=True)
+@click.option("--port", type=int, default=9092, show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Kept; default: temporary.")
+def broker(kind: str, port: int, data_dir: Path | None) -> None:
+    """Run an embedded Kafka-protocol broker on 127.0.0.1 in the foreground (development)."""
+    from modelmon.broker import EmbeddedBroker, run_foreground
+
+    def ready(started: EmbeddedBroker) -> None:
+        console.print(f"{kind} broker listening on [bold]{started.bootstrap}[/] (Ctrl-C stops it)")
+
+    _setup_logging("info")
+    run_foreground(kind, port, data_dir, on_ready=ready)
+
+
+@cli.group()
+def schema() -> None:
+    """The event contract as JSON Schema."""
+
+
+@schema.command("export")
+@click.argument("directory", type=click.Path(path_type=Path))
+def schema_export(directory: Path) -> None:
+    """Write one JSON Schema file per event type into DIRECTORY."""
+    from modelmon.schema import export_schemas
+
+    for path in export_schemas(directory):
+        click.echo(str(path))
+
+
+@cli.group()
+def spec() -> None:
+    """Model specs."""
+
+
+@spec.command("check")
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+def spec_check(path: Path | None) -> None:
+    """Validate model specs (default: MODELMON_MODELS_PATH)."""
+    from modelmon.spec import SpecError, load_specs
+
+    try:
+        specs = load_specs(path or _settings().models_path)
+    except SpecError as error:
+        _fail(str(error))
+        return
+    for model_id, model in specs.items():
+        click.echo(f"ok  {model_id}: {model.task.value}, {len(model.features)} features, {len(model.alerts)} rules")
+
+
+@cli.command()
+@click.option("--events", type=int, default=10_000, show_default=True, help="Predictions per model.")
+@click.option("--rate", type=float, default=200.0, show_default=True, help="Events per second (0 = max).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--labels/--no-labels", default=True, show_default=True, help="Also log ground truth.")
+def produce(events: int, rate: float, seed: int, labels: bool) -> None:
+    """Send synthetic traffic for every model spec through the SDK."""
+    from modelmon.producer import produce_synthetic
+    from modelmon.spec import load_specs
+
+    settings = _settings()
+    _setup_logging(settings.log_level)
+    sent = produce_synthetic(settings, load_specs(settings.models_path), events, rate=rate, seed=seed, labels=labels)
+    click.echo(f"sent {sent} predictions to {settings.kafka_bootstrap}")
+
+
+@cli.command()
+def status() -> None:
+    """Show what is stored in ClickHouse: events per model, dead letters by reason."""
+    from modelmon.demo import collect_summary, print_summary
+    from sinks.clickhouse import connect
+
+    print_summary(collect_summary(connect(_settings().clickhouse_dsn)), Console())
+
+
+@cli.command()
+@click.option("--events", type=int, default=3000, show_default=True, help="Predictions per model.")
+@click.option("--malformed", type=int, default=50, show_default=True, help="Malformed messages to send.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--broker", "broker_kind", type=click.Choice(["noida", "tansu"]), default="noida")
+@click.option("--workdir", type=click.Path(path_type=Path), default=Path(".modelmon/demo"), show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def demo(events: int, malformed: int, seed: int, broker_kind: str, workdir: Path, as_json: bool) -> None:
+    """Run everything on this machine: broker, worker, sink, ClickHouse, synthetic traffic."""
+    from modelmon.demo import DemoConfig, run_demo
+
+    config = DemoConfig(
+        events=events, malformed=malformed, seed=seed, broker=broker_kind, workdir=workdir, as_json=as_json
+    )
+    sys.exit(run_demo(config))
+
+
+def main() -> None:
+    cli(prog_name="modelmon")
+
+
+if __name__ == "__main__":
+    main()

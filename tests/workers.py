@@ -1,0 +1,92 @@
+"""Starting and stopping real `modelmon` processes from tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelmon.settings import Settings
+
+
+def write_spec(directory: Path, model_id: str | None = None, **overrides: Any) -> str:
+    """Write a small binary-classifier spec with a unique model id into ``directory``."""
+    model_id = model_id or f"m-{uuid.uuid4().hex[:8]}"
+    spec = {
+        "model_id": model_id,
+        "task": "binary",
+        "features": {
+            "amount": {"type": "numerical", "min": 0, "required": True},
+            "country": {"type": "categorical", "allowed": ["DE", "FR"]},
+        },
+        **overrides,
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{model_id}.yaml").write_text(yaml.safe_dump(spec))
+    return model_id
+
+
+def make_settings(bootstrap: str, prefix: str, workdir: Path, models: Path, **extra: Any) -> Settings:
+    return Settings(
+        kafka_bootstrap=bootstrap,
+        topic_prefix=prefix,
+        app_id=f"app-{prefix.strip('.')}",
+        models_path=models,
+        worker_data_dir=workdir / "worker",
+        topic_partitions=2,
+        batch_within=0.2,
+        _env_file=None,  # type: ignore[call-arg]
+        **extra,
+    )
+
+
+class WorkerProcess:
+    """A `modelmon worker` subprocess with its log in a file."""
+
+    def __init__(self, settings: Settings, log_path: Path, *args: str) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        env = {**os.environ, **settings.to_env()}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "modelmon", "worker", *args], env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.alive:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._log.close()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(5)
+        self._log.close()
+
+
+def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+    """Poll ``check`` until it is true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
