@@ -36,7 +36,7 @@ def _fail(message: str) -> None:
 def cli() -> None:
     """modelmon: streaming monitoring of ML models (drift, performance, data fidelity).
 
-    Settings come from MODELMON_* environment variables (see docs/configuration.md).
+    Settings come from MODELMON_* environment variables (see docs/deploy.md, "Settings").
     """
 
 
@@ -118,6 +118,14 @@ def schema_export(directory: Path) -> None:
 
     for path in export_schemas(directory):
         click.echo(str(path))
+
+
+@schema.command("markdown")
+def schema_markdown() -> None:
+    """Print the contract as Markdown tables (the generated part of docs/events.md)."""
+    from modelmon.schema import schemas_markdown
+
+    click.echo(schemas_markdown())
 
 
 @cli.group()

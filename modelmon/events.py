@@ -63,7 +63,7 @@ Timestamp = Annotated[
             ]
         }
     ),
-    Field(description="Event time: ISO-8601 text or epoch milliseconds; stored as UTC."),
+    Field(description="Event time: ISO-8601 text or epoch milliseconds; stored as UTC. Default: now."),
 ]
 
 
@@ -77,7 +77,7 @@ class PredictionEvent(_Event):
     prediction_id: str = Field(
         default_factory=lambda: str(uuid.uuid4()),
         min_length=1,
-        description="Unique id of the prediction; the ground truth refers to it. Also the Kafka key.",
+        description="Unique id (default: a new UUID4); the ground truth refers to it. Also the Kafka key.",
     )
     model_id: str = Field(min_length=1, description="Id of the model, as in its model spec.")
     model_version: str = Field(default="1", min_length=1, description="Version of the model.")

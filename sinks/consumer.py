@@ -70,6 +70,7 @@ class ClickHouseSink:
         self._stop = threading.Event()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self._thread: threading.Thread | None = None
 
     def _make_consumer(self) -> Consumer:
         config: dict[str, Any] = {
@@ -182,11 +183,14 @@ class ClickHouseSink:
             if self._producer is not None:
                 self._producer.flush(10)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
+        """Ask the sink to stop; when it runs in its own thread, wait for it to close cleanly."""
         self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     def start_thread(self) -> threading.Thread:
         """Run the sink in a daemon thread (for ``worker --with-sink``, the demo and tests)."""
-        thread = threading.Thread(target=self.run, name="clickhouse-sink", daemon=True)
-        thread.start()
-        return thread
+        self._thread = threading.Thread(target=self.run, name="clickhouse-sink", daemon=True)
+        self._thread.start()
+        return self._thread
