@@ -69,9 +69,13 @@ def same_state(left: Any, right: Any, rel_tol: float = 0.0, abs_tol: float = 0.0
     True
     """
     if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(same_state(left[k], right[k], rel_tol, abs_tol) for k in left)
+        return left.keys() == right.keys() and all(
+            same_state(left[k], right[k], rel_tol, abs_tol) for k in left
+        )
     if isinstance(left, list | tuple) and isinstance(right, list | tuple):
-        return len(left) == len(right) and all(same_state(a, b, rel_tol, abs_tol) for a, b in zip(left, right))
+        return len(left) == len(right) and all(
+            same_state(a, b, rel_tol, abs_tol) for a, b in zip(left, right, strict=True)
+        )
     if isinstance(left, float) or isinstance(right, float):
         if not isinstance(left, int | float) or not isinstance(right, int | float):
             return False

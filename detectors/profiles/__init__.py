@@ -1,0 +1,26 @@
+"""Reference profiles and the mergeable window aggregates that are compared with them."""
+
+from detectors.profiles.categorical import CategoricalAggregate
+from detectors.profiles.numeric import NumericAggregate, combine_moments
+from detectors.profiles.reference import (
+    CategoricalFeatureProfile,
+    FeatureProfile,
+    NumericalFeatureProfile,
+    ProfileSpec,
+    ReferenceProfile,
+    WindowAggregate,
+)
+from detectors.profiles.sampling import BottomKSample
+
+__all__ = [
+    "BottomKSample",
+    "CategoricalAggregate",
+    "CategoricalFeatureProfile",
+    "FeatureProfile",
+    "NumericAggregate",
+    "NumericalFeatureProfile",
+    "ProfileSpec",
+    "ReferenceProfile",
+    "WindowAggregate",
+    "combine_moments",
+]

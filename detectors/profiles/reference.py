@@ -1,0 +1,293 @@
+"""The reference profile: per feature bin edges, counts, summary statistics and a sample, as JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.base import same_state
+from detectors.bins import category_counts, histogram, reference_edges
+from detectors.features import FeatureKind, FeatureValues, category_labels, check_kind, numeric_values
+from detectors.profiles.categorical import CategoricalAggregate
+from detectors.profiles.numeric import NumericAggregate
+from detectors.profiles.sampling import BottomKSample
+
+ProfileSpec = Mapping[str, str]
+"""Which features to profile and how: feature name → ``"numerical"``, ``"categorical"`` or ``"boolean"``."""
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class NumericalFeatureProfile:
+    """The reference of one numerical feature; ``std`` is the population one (``np.std``)."""
+
+    edges: npt.NDArray[np.float64]
+    bin_counts: npt.NDArray[np.int64]
+    count: int
+    missing: int
+    mean: float
+    std: float
+    min: float
+    max: float
+    n_unique: int
+    sample: npt.NDArray[np.float64] = field(repr=False)
+    kind: ClassVar[FeatureKind] = "numerical"
+
+    @classmethod
+    def from_values(cls, values: FeatureValues, *, sample_size: int = 4096, seed: int = 0) -> Self:
+        """Profile one column; ``None``, NaN and ±inf count as missing."""
+        present, mask = numeric_values(values)
+        if present.size == 0:
+            raise ValueError("a numerical reference needs at least one present value")
+        edges = reference_edges(present)
+        sampler = BottomKSample(sample_size, seed)
+        sampler.add_present(present)
+        return cls(
+            edges=_readonly(edges),
+            bin_counts=_readonly(histogram(present, edges)),
+            count=int(present.size),
+            missing=0 if mask is None else int(mask.size - present.size),
+            mean=float(np.mean(present)),
+            std=float(np.std(present)),
+            min=float(present.min()),
+            max=float(present.max()),
+            n_unique=int(np.unique(present).size),
+            sample=_readonly(sampler.values.copy()),
+        )
+
+    def window_aggregate(
+        self, *, sample_size: int = 1024, max_new_categories: int = 100, seed: int = 0
+    ) -> NumericAggregate:
+        """An empty window aggregate binned on this reference's edges (``max_new_categories`` unused)."""
+        return NumericAggregate(self.edges, sample_size=sample_size, seed=seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "inner_edges": self.edges[1:-1].tolist(),
+            "bin_counts": self.bin_counts.tolist(),
+            "count": self.count,
+            "missing": self.missing,
+            "mean": self.mean,
+            "std": self.std,
+            "min": self.min,
+            "max": self.max,
+            "n_unique": self.n_unique,
+            "sample": self.sample.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        inner = np.asarray(data["inner_edges"], dtype=np.float64)
+        return cls(
+            edges=_readonly(np.concatenate([[-np.inf], inner, [np.inf]])),
+            bin_counts=_readonly(np.asarray(data["bin_counts"], dtype=np.int64)),
+            count=int(data["count"]),
+            missing=int(data["missing"]),
+            mean=float(data["mean"]),
+            std=float(data["std"]),
+            min=float(data["min"]),
+            max=float(data["max"]),
+            n_unique=int(data["n_unique"]),
+            sample=_readonly(np.asarray(data["sample"], dtype=np.float64)),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NumericalFeatureProfile) and same_state(self.to_dict(), other.to_dict())
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, eq=False)
+class CategoricalFeatureProfile:
+    """The reference of one categorical or boolean feature: the ``max_categories`` most frequent
+    categories (ties by name) counted one by one, the rest counted together as ``other``."""
+
+    kind: FeatureKind
+    categories: npt.NDArray[np.str_]
+    category_counts: npt.NDArray[np.int64]
+    other: int
+    count: int
+    missing: int
+    n_unique: int
+
+    @classmethod
+    def from_values(
+        cls, values: FeatureValues, *, kind: FeatureKind = "categorical", max_categories: int = 200
+    ) -> Self:
+        """Profile one column; ``None`` and NaN count as missing."""
+        if kind not in ("categorical", "boolean"):
+            raise ValueError(f"kind must be categorical or boolean, got {kind!r}")
+        labels, mask = category_labels(values, kind)
+        if labels.size == 0:
+            raise ValueError(f"a {kind} reference needs at least one present value")
+        names, counts = category_counts(labels)
+        kept = np.sort(np.lexsort((names, -counts))[:max_categories])
+        return cls(
+            kind=kind,
+            categories=_readonly(names[kept]),
+            category_counts=_readonly(counts[kept]),
+            other=int(counts.sum() - counts[kept].sum()),
+            count=int(labels.size),
+            missing=0 if mask is None else int(mask.size - labels.size),
+            n_unique=int(names.size),
+        )
+
+    def counts(self) -> dict[str, int]:
+        """Count per kept category."""
+        return dict(zip(self.categories.tolist(), self.category_counts.tolist(), strict=True))
+
+    def window_aggregate(
+        self, *, sample_size: int = 1024, max_new_categories: int = 100, seed: int = 0
+    ) -> CategoricalAggregate:
+        """An empty window aggregate counting this reference's categories exactly (``sample_size`` unused)."""
+        return CategoricalAggregate(
+            self.categories.tolist(), max_new_categories=max_new_categories, feature_kind=self.kind, seed=seed
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "categories": self.categories.tolist(),
+            "category_counts": self.category_counts.tolist(),
+            "other": self.other,
+            "count": self.count,
+            "missing": self.missing,
+            "n_unique": self.n_unique,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            kind=check_kind(data["kind"]),
+            categories=_readonly(np.asarray(data["categories"], dtype=str).reshape(-1)),
+            category_counts=_readonly(np.asarray(data["category_counts"], dtype=np.int64).reshape(-1)),
+            other=int(data["other"]),
+            count=int(data["count"]),
+            missing=int(data["missing"]),
+            n_unique=int(data["n_unique"]),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CategoricalFeatureProfile) and same_state(self.to_dict(), other.to_dict())
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+FeatureProfile = NumericalFeatureProfile | CategoricalFeatureProfile
+WindowAggregate = NumericAggregate | CategoricalAggregate
+
+
+class ReferenceProfile(Mapping[str, FeatureProfile]):
+    """The reference distribution of a model's features: a read-only mapping name → feature profile.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> profile = ReferenceProfile.from_data(
+    ...     {"age": rng.normal(40, 10, 1000), "plan": rng.choice(["free", "pro"], 1000)},
+    ...     {"age": "numerical", "plan": "categorical"},
+    ...     sample_size=100,
+    ... )
+    >>> profile.spec
+    {'age': 'numerical', 'plan': 'categorical'}
+    >>> profile["age"].bin_counts.tolist()
+    [100, 100, 100, 100, 100, 100, 100, 100, 100, 100]
+    >>> profile["plan"].counts()
+    {'free': 477, 'pro': 523}
+    >>> ReferenceProfile.from_json(profile.to_json()) == profile
+    True
+    """
+
+    def __init__(self, features: Mapping[str, FeatureProfile]) -> None:
+        self._features = dict(features)
+
+    @classmethod
+    def from_data(
+        cls,
+        columns: Mapping[str, FeatureValues],
+        spec: ProfileSpec,
+        *,
+        sample_size: int = 4096,
+        max_categories: int = 200,
+        seed: int = 0,
+    ) -> Self:
+        """Profile each feature of ``spec`` from ``columns`` (feature → 1-D values)."""
+        absent = [name for name in spec if name not in columns]
+        if absent:
+            raise ValueError(f"spec names features with no column: {', '.join(absent)}")
+        features: dict[str, FeatureProfile] = {}
+        for name, kind_name in spec.items():
+            kind = check_kind(kind_name)
+            if kind == "numerical":
+                features[name] = NumericalFeatureProfile.from_values(
+                    columns[name], sample_size=sample_size, seed=seed
+                )
+            else:
+                features[name] = CategoricalFeatureProfile.from_values(
+                    columns[name], kind=kind, max_categories=max_categories
+                )
+        return cls(features)
+
+    @property
+    def spec(self) -> dict[str, FeatureKind]:
+        """Feature name → kind."""
+        return {name: feature.kind for name, feature in self._features.items()}
+
+    def __getitem__(self, name: str) -> FeatureProfile:
+        return self._features[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._features)
+
+    def __len__(self) -> int:
+        return len(self._features)
+
+    def window_aggregates(
+        self, *, sample_size: int = 1024, max_new_categories: int = 100, seed: int = 0
+    ) -> dict[str, WindowAggregate]:
+        """One empty window aggregate per feature, binned on (or pinned to) this reference."""
+        return {
+            name: feature.window_aggregate(
+                sample_size=sample_size, max_new_categories=max_new_categories, seed=seed
+            )
+            for name, feature in self._features.items()
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": {name: feature.to_dict() for name, feature in self._features.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        features: dict[str, FeatureProfile] = {}
+        for name, item in data["features"].items():
+            if check_kind(item["kind"]) == "numerical":
+                features[name] = NumericalFeatureProfile.from_dict(item)
+            else:
+                features[name] = CategoricalFeatureProfile.from_dict(item)
+        return cls(features)
+
+    def to_json(self) -> str:
+        """Strict JSON (no NaN or infinity)."""
+        return json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Self:
+        return cls.from_dict(json.loads(text))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ReferenceProfile) and same_state(self.to_dict(), other.to_dict())
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ReferenceProfile({self.spec})"
