@@ -123,7 +123,17 @@ class ClickHouseSink:
                     return True
                 except WriteFailed as error:
                     self.stats.write_retries += 1
-                    log.warning("ClickHouse insert failed, retrying in %.1fs: %s", delay, error)
+                    if error.retryable:
+                        log.warning("ClickHouse insert failed, retrying in %.1fs: %s", delay, error)
+                    else:
+                        # Not transient (e.g. schema mismatch): retrying will not fix it, but skipping
+                        # would lose data, so hold the batch and say loudly what needs doing.
+                        log.error(
+                            "ClickHouse rejected the batch (%s); nothing is committed. Check the schema "
+                            "(`modelmon migrate`) and the server; retrying in %.1fs",
+                            error,
+                            delay,
+                        )
                     if not paused and assignment:
                         consumer.pause(assignment)
                         paused = True
