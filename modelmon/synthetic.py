@@ -43,14 +43,16 @@ class SyntheticModel:
     >>> from modelmon.spec import parse_spec
     >>> spec = parse_spec({"model_id": "m", "task": "binary", "features": {"x": {"type": "numerical"}}})
     >>> [p.prediction for p in SyntheticModel(spec, seed=1).predictions(5)]
-    [0, 0, 1, 1, 0]
+    [1, 0, 1, 1, 1]
     """
 
     def __init__(self, spec: ModelSpec, seed: int = 0) -> None:
         self.spec = spec
         self.rng = np.random.default_rng(seed)
         self.shift = 0.0
-        self.weights = {name: float(w) for name, w in zip(spec.features, self.rng.normal(0, 1, len(spec.features)))}
+        self.weights = {
+            name: float(w) for name, w in zip(spec.features, self.rng.normal(0, 1, len(spec.features)))
+        }
 
     def _features(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -91,14 +93,20 @@ class SyntheticModel:
         if self.spec.task is Task.REGRESSION:
             truth = 100_000.0 + 40_000.0 * signal
             predicted = truth + float(self.rng.normal(0, 10_000.0))
-            return SyntheticPrediction(self.spec.model_id, features, round(predicted, 2), None, round(truth, 2), tags)
+            return SyntheticPrediction(
+                self.spec.model_id, features, round(predicted, 2), None, round(truth, 2), tags
+            )
         score = 1.0 / (1.0 + math.exp(-3.0 * signal))
         label: int | str = int(self.rng.random() < score)
         if self.spec.task is Task.MULTICLASS:
             classes = self.spec.classes or ["a", "b", "c"]
             index = min(int(score * len(classes)), len(classes) - 1)
-            return SyntheticPrediction(self.spec.model_id, features, classes[index], None, classes[index], tags)
-        return SyntheticPrediction(self.spec.model_id, features, int(score >= 0.5), round(score, 6), label, tags)
+            return SyntheticPrediction(
+                self.spec.model_id, features, classes[index], None, classes[index], tags
+            )
+        return SyntheticPrediction(
+            self.spec.model_id, features, int(score >= 0.5), round(score, 6), label, tags
+        )
 
     def predictions(self, n: int) -> Iterator[SyntheticPrediction]:
         for _ in range(n):
@@ -125,7 +133,9 @@ def malformed_messages(n: int, model_id: str, now: datetime, seed: int = 0) -> l
                 f'{{"model_id": "no-such-model-{token % 7}", "ts": "{ts}", "features": {{"x": 1}}, "prediction": 1}}'
             ).encode()
         elif kind == "wrong_types":
-            body = f'{{"model_id": "{model_id}", "ts": "{ts}", "features": "oops", "prediction": [1]}}'.encode()
+            body = (
+                f'{{"model_id": "{model_id}", "ts": "{ts}", "features": "oops", "prediction": [1]}}'.encode()
+            )
         else:
             body = b"[1, 2, 3]"
         out.append((kind, body))

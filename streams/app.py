@@ -48,7 +48,8 @@ def broker_credentials(config: Mapping[str, str]) -> CredentialsT | None:
     """
     protocol = config.get("security.protocol", "PLAINTEXT").upper()
     if protocol not in SUPPORTED_PROTOCOLS:
-        raise ValueError(f"security.protocol {protocol!r} is not supported; valid: {', '.join(SUPPORTED_PROTOCOLS)}")
+        valid = ", ".join(SUPPORTED_PROTOCOLS)
+        raise ValueError(f"security.protocol {protocol!r} is not supported; valid: {valid}")
     if protocol == "PLAINTEXT":
         return None
     context = _ssl_context(config) if protocol.endswith("SSL") else None

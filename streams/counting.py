@@ -10,7 +10,7 @@ so the ClickHouse row for the key is replaced, never added to.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -84,6 +84,14 @@ class WindowCounter:
     def key(partition: int, model_id: str, version: str, start_ms: int) -> str:
         return f"{partition}|{model_id}|{version}|{start_ms}"
 
+    @staticmethod
+    def _parse_key(key: str) -> tuple[str, str, str, int]:
+        # A model id matches the spec's pattern (no '|'), but a model version is free text and
+        # may hold '|': split the partition and model id from the left, the start from the right.
+        partition, model_id, rest = key.split("|", 2)
+        version, start = rest.rsplit("|", 1)
+        return partition, model_id, version, int(start)
+
     def apply(self, events: Iterable[CountedEvent]) -> tuple[list[str], list[TooLate]]:
         """Fold events in offset order per partition; return the changed keys and too-late events."""
         changed: dict[str, None] = {}
@@ -120,8 +128,7 @@ class WindowCounter:
             entry = self.store.get(key)
             if entry is None:
                 continue
-            partition, model_id, version, start_text = key.split("|")
-            start = int(start_text)
+            partition, model_id, version, start = self._parse_key(key)
             common: dict[str, Any] = {
                 "model_id": model_id,
                 "model_version": version,
@@ -146,7 +153,59 @@ class WindowCounter:
         for key in list(self.store.keys()):
             if key.endswith(WATERMARK):
                 continue
-            partition, _, _, start = key.split("|")
-            if partition in marks and int(start) + self.retention_ms < marks[partition]:
+            partition, _, _, start = self._parse_key(key)
+            if partition in marks and start + self.retention_ms < marks[partition]:
                 expired.append(key)
         return expired
+
+
+class StagedWrites(MutableMapping[str, Any]):
+    """A view of a store that keeps writes and deletes aside until :meth:`apply_to_base`.
+
+    The worker computes a batch's new counts here, publishes the outputs, waits for the broker's
+    acknowledgement, and only then writes the store: state never runs ahead of published output.
+    """
+
+    def __init__(self, base: MutableMapping[str, Any]) -> None:
+        self.base = base
+        self.writes: dict[str, Any] = {}
+        self.deletes: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.writes:
+            return self.writes[key]
+        if key in self.deletes:
+            raise KeyError(key)
+        return self.base[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.writes[key] = value
+        self.deletes.discard(key)
+
+    def __delitem__(self, key: str) -> None:
+        self.writes.pop(key, None)
+        self.deletes.add(key)
+
+    def __iter__(self) -> Iterator[str]:
+        seen = set(self.writes)
+        yield from self.writes
+        for key in self.base:
+            if key not in seen and key not in self.deletes:
+                yield key
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def pending_keys(self) -> list[str]:
+        """Keys written or deleted since the last apply."""
+        return [*self.writes, *self.deletes]
+
+    def apply_to_base(self, keys: Iterable[str] | None = None) -> None:
+        """Write the staged changes of ``keys`` (default: all) to the base store."""
+        for key in list(self.pending_keys() if keys is None else keys):
+            if key in self.writes:
+                self.base[key] = self.writes.pop(key)
+            elif key in self.deletes:
+                self.deletes.discard(key)
+                if key in self.base:
+                    del self.base[key]

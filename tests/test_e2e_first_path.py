@@ -83,7 +83,12 @@ def test_valid_events_counted_and_malformed_dead_lettered(
                 and sum(dead_letters_by_type(clickhouse_client).values()) >= MALFORMED
             )
 
-        assert wait_until(landed, timeout=120), worker.log()
+        assert wait_until(landed, timeout=120), (
+            events_per_model(clickhouse_client),
+            dead_letters_by_type(clickhouse_client),
+            sink.stats,
+            worker.log(),
+        )
         assert worker.alive, worker.log()
     finally:
         sink.stop()
