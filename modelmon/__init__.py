@@ -1,2 +1,3 @@
 """modelmon: the contract, settings, model specs, the CLI and the producer SDK."""
+
 __version__ = "0.1.0"

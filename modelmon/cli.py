@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from modelmon import __version__
 from modelmon.settings import Settings
@@ -27,7 +28,9 @@ def _setup_logging(level: str) -> None:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Escaped: messages quote user input ('[accuracy-drop]', YAML snippets) that rich would
+    # otherwise eat as markup or fail on. Soft wrap: no line breaks inside file paths in logs.
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(2)
 
 
@@ -145,7 +148,9 @@ def spec_check(path: Path | None) -> None:
         _fail(str(error))
         return
     for model_id, model in specs.items():
-        click.echo(f"ok  {model_id}: {model.task.value}, {len(model.features)} features, {len(model.alerts)} rules")
+        click.echo(
+            f"ok  {model_id}: {model.task.value}, {len(model.features)} features, {len(model.alerts)} rules"
+        )
 
 
 @cli.command()
@@ -160,7 +165,9 @@ def produce(events: int, rate: float, seed: int, labels: bool) -> None:
 
     settings = _settings()
     _setup_logging(settings.log_level)
-    sent = produce_synthetic(settings, load_specs(settings.models_path), events, rate=rate, seed=seed, labels=labels)
+    sent = produce_synthetic(
+        settings, load_specs(settings.models_path), events, rate=rate, seed=seed, labels=labels
+    )
     click.echo(f"sent {sent} predictions to {settings.kafka_bootstrap}")
 
 

@@ -143,7 +143,9 @@ def run_demo(config: DemoConfig) -> int:
                     n = sum(events_per_model(client).values())
                     d = sum(dead_letters_by_type(client).values())
                     if worker.poll() is not None:
-                        raise RuntimeError(f"the worker exited with {worker.returncode}; see {workdir / 'worker.log'}")
+                        raise RuntimeError(
+                            f"the worker exited with {worker.returncode}; see {workdir / 'worker.log'}"
+                        )
                     return n >= expected and d >= config.malformed, (n, d)
 
                 def show(value: tuple[int, int]) -> None:

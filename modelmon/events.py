@@ -31,25 +31,31 @@ def parse_timestamp(value: Any) -> datetime:
     >>> parse_timestamp("2024-05-01T12:00:00").isoformat()
     '2024-05-01T12:00:00+00:00'
     """
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, bool):
-        raise ValueError("a timestamp is ISO-8601 text or epoch milliseconds, not a boolean")
-    elif isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError("epoch milliseconds must be finite")
-        parsed = datetime.fromtimestamp(value / 1000.0, tz=UTC)
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("-").isdigit():
-            parsed = datetime.fromtimestamp(int(text) / 1000.0, tz=UTC)
+    try:
+        if isinstance(value, datetime):
+            parsed = value
+        elif isinstance(value, bool):
+            raise ValueError("a timestamp is ISO-8601 text or epoch milliseconds, not a boolean")
+        elif isinstance(value, int | float):
+            if not math.isfinite(value):
+                raise ValueError("epoch milliseconds must be finite")
+            parsed = datetime.fromtimestamp(value / 1000.0, tz=UTC)
+        elif isinstance(value, str):
+            text = value.strip()
+            if text.lstrip("-").isdigit():
+                parsed = datetime.fromtimestamp(int(text) / 1000.0, tz=UTC)
+            else:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         else:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    else:
-        raise ValueError(f"a timestamp is ISO-8601 text or epoch milliseconds, got {type(value).__name__}")
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+            kind = type(value).__name__
+            raise ValueError(f"a timestamp is ISO-8601 text or epoch milliseconds, got {kind}")
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (OverflowError, OSError) as error:
+        # Out-of-range epochs and dates raise these, which pydantic does not turn into a
+        # ValidationError: one bad message would crash the worker instead of being dead-lettered.
+        raise ValueError(f"timestamp {value!r} is out of the supported range (years 1-9999)") from error
 
 
 Timestamp = Annotated[

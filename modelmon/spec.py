@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class Task(StrEnum):
@@ -151,16 +159,27 @@ class ModelSpec(_Spec):
         parse_duration(value)
         return value
 
-    @model_validator(mode="after")
-    def _cross_checks(self) -> ModelSpec:
-        names = [rule.name for rule in self.alerts]
+    # Field validators rather than one model validator, so errors point at 'alerts' / 'retrain'
+    # instead of '(top level)'. 'alerts' is declared before 'retrain', so it is in info.data.
+    @field_validator("alerts")
+    @classmethod
+    def _unique_rule_names(cls, rules: list[AlertRuleSpec]) -> list[AlertRuleSpec]:
+        names = [rule.name for rule in rules]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"alert rule names must be unique; repeated: {duplicates}")
-        unknown = [r for r in self.retrain.on_rules if r not in names]
+        return rules
+
+    @field_validator("retrain")
+    @classmethod
+    def _known_rules(cls, retrain: RetrainSpec, info: ValidationInfo) -> RetrainSpec:
+        if "alerts" not in info.data:
+            return retrain  # the alerts themselves are invalid; that error is reported already
+        names = [rule.name for rule in info.data["alerts"]]
+        unknown = [r for r in retrain.on_rules if r not in names]
         if unknown:
             raise ValueError(f"retrain.on_rules names unknown alert rules {unknown}; defined: {names}")
-        return self
+        return retrain
 
     def required_features(self) -> list[str]:
         return [name for name, feature in self.features.items() if feature.required]

@@ -55,7 +55,10 @@ class WorkerProcess:
         self._log = log_path.open("wb")
         env = {**os.environ, **settings.to_env()}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "modelmon", "worker", *args], env=env, stdout=self._log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "modelmon", "worker", *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     @property
