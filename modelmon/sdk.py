@@ -37,6 +37,9 @@ DeliveryErrorHandler = Callable[[KafkaError, Message], None]
 
 DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
     "enable.idempotence": True,
+    # The Java client's partitioner (and aiokafka's, inside faust): a key lands on the same
+    # partition whichever of them produced it, so predictions and labels stay co-partitioned.
+    "partitioner": "murmur2_random",
     "acks": "all",
     "linger.ms": 20,
     "batch.num.messages": 10_000,

