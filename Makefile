@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy modelmon streams sinks detectors retrain_trigger dashboards
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench_detectors.py
+	bash bench/setup_peers.sh && $(BIN)/python bench/bench_detectors.py
 
 clean:
 	rm -rf $(VENV) .modelmon .pytest_cache .ruff_cache .mypy_cache reports
