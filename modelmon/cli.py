@@ -153,6 +153,72 @@ def spec_check(path: Path | None) -> None:
         )
 
 
+@cli.group()
+def reference() -> None:
+    """Reference distributions for drift (docs/references.md)."""
+
+
+@reference.command("load")
+@click.argument("model")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--version", "model_version", default="1", show_default=True, help="Model version.")
+@click.option("--sample-size", type=click.IntRange(min=1), default=4096, show_default=True)
+@click.option("--no-store", is_flag=True, help="Only publish to Kafka; do not write to ClickHouse.")
+def reference_load(model: str, file: Path, model_version: str, sample_size: int, no_store: bool) -> None:
+    """Profile FILE (CSV or Parquet) as the reference of MODEL; publish it and store it in ClickHouse."""
+    from confluent_kafka import KafkaException
+
+    from modelmon.admin import TopicAdminError
+    from modelmon.references import ReferenceFileError, load_reference_file
+    from modelmon.spec import SpecError, load_specs
+    from sinks.clickhouse import ClickHouseError, describe
+    from sinks.references import store_reference_at
+    from streams.references import ReferencePublishError, publish_reference
+
+    settings = _settings()
+    _setup_logging("warning")
+    try:
+        specs = load_specs(settings.models_path)
+        if model not in specs:
+            _fail(f"unknown model {model!r} in {settings.models_path}; known: {', '.join(sorted(specs))}")
+        loaded = load_reference_file(file, specs[model], sample_size=sample_size)
+    except (SpecError, ReferenceFileError) as error:
+        _fail(str(error))
+        return
+    click.echo(f"reference of {model} version {model_version} from {file}: {loaded.rows} rows")
+    for name, feature in loaded.profile.items():
+        column = loaded.columns[name]
+        origin = f" (column {column})" if column != name else ""
+        counts = f"{feature.count} present, {feature.missing} missing"
+        click.echo(f"  {name:<24} {feature.kind:<12} {counts}{origin}")
+    if loaded.ignored:
+        click.echo(f"  ignored columns: {', '.join(loaded.ignored)}")
+    topic, bootstrap, source = settings.topics.reference_profiles, settings.kafka_bootstrap, loaded.source
+    try:
+        sent = publish_reference(settings, model, model_version, loaded.profile, source)
+    except (ReferencePublishError, TopicAdminError, KafkaException) as error:
+        _fail(f"not published to {topic} on {bootstrap}: {error}")
+    click.echo(f"published {sent} messages to {topic} on {bootstrap}")
+    target = describe(settings.clickhouse_dsn)
+    if no_store:
+        click.echo(f"not stored in ClickHouse {target} (--no-store)")
+        return
+    try:
+        rows = store_reference_at(settings.clickhouse_dsn, model, model_version, loaded.profile, source)
+    except ClickHouseError as error:
+        # E.g. an embedded chdb directory held by the running sink. Workers read the topic, so the
+        # reference is in use already; the table only records it for dashboards.
+        console.print(
+            f"[yellow]warning:[/] not stored in ClickHouse {escape(target)}: {escape(str(error))}\n"
+            "The reference is published to Kafka, which is what workers read. To store it too, run this "
+            "command again while nothing else holds the ClickHouse directory (or against a server).",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    click.echo(f"stored {rows} rows in ClickHouse {target} (table reference_profiles)")
+
+
 @cli.command()
 @click.option("--events", type=int, default=10_000, show_default=True, help="Predictions per model.")
 @click.option("--rate", type=float, default=200.0, show_default=True, help="Events per second (0 = max).")

@@ -10,8 +10,19 @@ MONITOR_METRICS = "monitor-metrics"
 ALERTS = "alerts"
 RETRAIN_REQUESTS = "retrain-requests"
 DEAD_LETTER = "dead-letter"
+REFERENCE_PROFILES = "reference-profiles"
 
-BASE_NAMES = (PREDICTIONS, GROUND_TRUTH, MONITOR_METRICS, ALERTS, RETRAIN_REQUESTS, DEAD_LETTER)
+BASE_NAMES = (
+    PREDICTIONS,
+    GROUND_TRUTH,
+    MONITOR_METRICS,
+    ALERTS,
+    RETRAIN_REQUESTS,
+    DEAD_LETTER,
+    REFERENCE_PROFILES,
+)
+COMPACTED = (REFERENCE_PROFILES,)
+"""Topics that keep the latest message per key (``cleanup.policy=compact``)."""
 
 
 @dataclass(frozen=True)
@@ -55,5 +66,12 @@ class Topics:
     def dead_letter(self) -> str:
         return self.name(DEAD_LETTER)
 
+    @property
+    def reference_profiles(self) -> str:
+        return self.name(REFERENCE_PROFILES)
+
     def all(self) -> list[str]:
         return [self.name(base) for base in BASE_NAMES]
+
+    def compacted(self) -> list[str]:
+        return [self.name(base) for base in COMPACTED]

@@ -23,6 +23,7 @@ def prepare_topics(settings: Settings) -> int:
         topics.all(),
         partitions=settings.topic_partitions,
         replication=settings.topic_replication,
+        compacted=topics.compacted(),
     )
     return counts[topics.predictions]
 

@@ -1,0 +1,359 @@
+"""Reference profiles from CSV/Parquet files, and their per-feature record on Kafka and in ClickHouse."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from detectors.features import FeatureKind, check_kind
+from detectors.profiles import (
+    CategoricalFeatureProfile,
+    FeatureProfile,
+    NumericalFeatureProfile,
+    ReferenceProfile,
+)
+from modelmon.spec import ModelSpec, Task
+
+PREDICTION_FEATURE = "__prediction__"
+"""Name of the model output in a reference profile (next to the input features)."""
+
+CSV_SUFFIXES = (".csv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+MISSING_TEXTS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+"""CSV cells read as missing (compared after stripping spaces and lower-casing)."""
+
+
+class ReferenceFileError(ValueError):
+    """A reference file that cannot be used; the message names the file and what to fix."""
+
+
+class InvalidReferenceMessage(ValueError):
+    """A message on the reference topic (or a stored row) that is not a valid reference record."""
+
+
+# -- building a profile from a file ----------------------------------------------------------------
+
+
+def reference_kinds(spec: ModelSpec, available: Iterable[str] = ()) -> dict[str, tuple[str, FeatureKind]]:
+    """Profile name → (source column, kind): every spec feature, plus the model output if a column has it.
+
+    The output column: ``score`` (numerical) for a binary model, else ``prediction``; ``prediction``
+    is numerical for a regression model and categorical (the class) otherwise.
+
+    >>> from modelmon.spec import parse_spec
+    >>> spec = parse_spec({"model_id": "m", "task": "binary", "features": {"age": {"type": "numerical"}}})
+    >>> reference_kinds(spec, ["age", "prediction", "score"])
+    {'age': ('age', 'numerical'), '__prediction__': ('score', 'numerical')}
+    """
+    kinds: dict[str, tuple[str, FeatureKind]] = {
+        name: (name, check_kind(feature.type.value)) for name, feature in spec.features.items()
+    }
+    columns = set(available)
+    if spec.task is Task.BINARY and "score" in columns:
+        kinds[PREDICTION_FEATURE] = ("score", "numerical")
+    elif "prediction" in columns:
+        kind: FeatureKind = "numerical" if spec.task is Task.REGRESSION else "categorical"
+        kinds[PREDICTION_FEATURE] = ("prediction", kind)
+    return kinds
+
+
+@dataclass(frozen=True)
+class FileReference:
+    """A reference profile built from a file, with what was read."""
+
+    profile: ReferenceProfile
+    rows: int
+    source: str
+    columns: dict[str, str]
+    """Profile name → the file column it came from."""
+    ignored: list[str]
+    """File columns that are not part of the profile."""
+
+
+def load_reference_file(
+    path: Path | str, spec: ModelSpec, *, sample_size: int = 4096, max_categories: int = 200, seed: int = 0
+) -> FileReference:
+    """Read a CSV or Parquet file and profile the features of ``spec`` (and the model output, if present).
+
+    Raises :class:`ReferenceFileError` naming the file and the missing or unusable columns.
+    """
+    file = Path(path)
+    header = _read_header(file)
+    kinds = reference_kinds(spec, header)
+    missing = [name for name in spec.features if name not in header]
+    if missing:
+        raise ReferenceFileError(
+            f"{file}: missing column(s) for the features of model {spec.model_id!r}: {', '.join(missing)} "
+            f"(columns in the file: {', '.join(header) or 'none'})"
+        )
+    wanted = {column: kind for column, kind in kinds.values()}
+    columns, rows = _read_columns(file, wanted)
+    if rows == 0:
+        raise ReferenceFileError(f"{file}: no data rows")
+    features: dict[str, FeatureProfile] = {}
+    for name, (column, kind) in kinds.items():
+        try:
+            features[name] = _profile_column(columns[column], kind, sample_size, max_categories, seed)
+        except ValueError as error:
+            raise ReferenceFileError(f"{file}: column {column!r} ({kind}): {error}") from None
+    used = {column for column, _ in kinds.values()}
+    return FileReference(
+        profile=ReferenceProfile(features),
+        rows=rows,
+        source=f"file:{file.name}",
+        columns={name: column for name, (column, _) in kinds.items()},
+        ignored=[column for column in header if column not in used],
+    )
+
+
+def _profile_column(
+    values: np.ndarray, kind: FeatureKind, sample_size: int, max_categories: int, seed: int
+) -> FeatureProfile:
+    # The same per-feature calls as ReferenceProfile.from_data, so a file gives the identical profile.
+    if kind == "numerical":
+        return NumericalFeatureProfile.from_values(values, sample_size=sample_size, seed=seed)
+    return CategoricalFeatureProfile.from_values(values, kind=kind, max_categories=max_categories)
+
+
+def _read_header(file: Path) -> list[str]:
+    if not file.is_file():
+        raise ReferenceFileError(f"{file}: no such file")
+    if _suffix(file) in PARQUET_SUFFIXES:
+        parquet = _parquet()
+        try:
+            return list(parquet.read_schema(file).names)
+        except Exception as error:  # pyarrow's own ArrowInvalid, for a file that is not Parquet
+            raise ReferenceFileError(f"{file}: not a readable Parquet file: {error}") from None
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ReferenceFileError(f"{file}: cannot read as CSV: {error}") from None
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise ReferenceFileError(f"{file}: repeated column name(s): {', '.join(duplicates)}")
+    return header
+
+
+def _suffix(file: Path) -> str:
+    suffix = file.suffix.lower()
+    if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        raise ReferenceFileError(
+            f"{file}: unknown file type {suffix or '(no suffix)'!r}; use one of "
+            f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
+        )
+    return suffix
+
+
+def _parquet() -> Any:
+    try:
+        import pyarrow.parquet
+    except ImportError:
+        raise ReferenceFileError(
+            "reading Parquet needs pyarrow: pip install 'modelmon[parquet]' (or use a CSV file)"
+        ) from None
+    return pyarrow.parquet
+
+
+def _read_columns(file: Path, wanted: Mapping[str, FeatureKind]) -> tuple[dict[str, np.ndarray], int]:
+    """The ``wanted`` columns: numerical as float64 (missing = NaN), others as objects (missing = None)."""
+    if _suffix(file) in PARQUET_SUFFIXES:
+        return _read_parquet(file, wanted)
+    try:
+        return _read_csv(file, wanted)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ReferenceFileError(f"{file}: cannot read as CSV: {error}") from None
+
+
+def _read_csv(file: Path, wanted: Mapping[str, FeatureKind]) -> tuple[dict[str, np.ndarray], int]:
+    cells: dict[str, list[Any]] = {column: [] for column in wanted}
+    with file.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        for line, row in enumerate(reader, start=2):
+            for column, kind in wanted.items():
+                text = row.get(column)
+                if text is None or text.strip().lower() in MISSING_TEXTS:
+                    cells[column].append(math.nan if kind == "numerical" else None)
+                elif kind == "numerical":
+                    try:
+                        cells[column].append(float(text))
+                    except ValueError:
+                        raise ReferenceFileError(
+                            f"{file}: line {line}, column {column!r}: {text!r} is not a number "
+                            "(the feature is numerical; leave the cell empty for a missing value)"
+                        ) from None
+                else:
+                    # Text as written: a category "1" stays "1", as an event's 1 is labelled.
+                    cells[column].append(text)
+    rows = len(next(iter(cells.values()), []))
+    return {column: _array(values, wanted[column]) for column, values in cells.items()}, rows
+
+
+def _read_parquet(file: Path, wanted: Mapping[str, FeatureKind]) -> tuple[dict[str, np.ndarray], int]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = _parquet().read_table(file, columns=list(wanted))
+    columns: dict[str, np.ndarray] = {}
+    for column, kind in wanted.items():
+        data = table.column(column)
+        if kind == "numerical":
+            try:
+                numbers = pc.cast(data, pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise ReferenceFileError(
+                    f"{file}: column {column!r} has type {data.type}, not numbers (the feature is numerical)"
+                ) from None
+            columns[column] = numbers.to_numpy(zero_copy_only=False)
+        else:
+            columns[column] = _array(data.to_pylist(), kind)
+    return columns, table.num_rows
+
+
+def _array(values: Sequence[Any], kind: FeatureKind) -> np.ndarray:
+    if kind == "numerical":
+        return np.asarray(values, dtype=np.float64)
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+# -- the per-feature record (Kafka message value, ClickHouse row) ---------------------------------
+
+
+class ReferenceRecord(BaseModel):
+    """One feature of one published reference: the value of a message on ``reference-profiles``.
+
+    ``reference_id`` is shared by the records of one publication and ``features`` lists all of them,
+    so a reader assembles the newest complete publication and ignores features it no longer has.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model_id: str = Field(min_length=1)
+    model_version: str = Field(min_length=1)
+    feature: str = Field(min_length=1)
+    kind: FeatureKind
+    profile: dict[str, Any]
+    created_at: datetime
+    source: str = Field(min_length=1, description="'file:<name>', 'first_n', 'first_period', 'rolling'.")
+    reference_id: str = Field(min_length=1)
+    features: list[str] = Field(min_length=1)
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @property
+    def key(self) -> str:
+        return record_key(self.model_id, self.model_version, self.feature)
+
+    def feature_profile(self) -> FeatureProfile:
+        """The profile of this feature (parsed once); raises :class:`InvalidReferenceMessage` if invalid."""
+        return self._parsed_profile
+
+    @cached_property
+    def _parsed_profile(self) -> FeatureProfile:
+        # A cached_property is not a field: not serialised, and not part of ==.
+        try:
+            if self.kind != self.profile.get("kind"):
+                raise ValueError(f"kind {self.kind!r} but the profile says {self.profile.get('kind')!r}")
+            if self.kind == "numerical":
+                return NumericalFeatureProfile.from_dict(self.profile)
+            return CategoricalFeatureProfile.from_dict(self.profile)
+        except (KeyError, TypeError, ValueError) as error:
+            message = f"feature {self.feature!r}: invalid profile: {error!r}"
+            raise InvalidReferenceMessage(message) from None
+
+    def to_json(self) -> bytes:
+        data = self.model_dump(mode="json")
+        data["created_at"] = self.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return json.dumps(data, allow_nan=False, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, value: bytes | str) -> ReferenceRecord:
+        try:
+            record = cls.model_validate_json(value)
+        except ValidationError as error:
+            raise InvalidReferenceMessage(str(error)) from None
+        record.feature_profile()
+        return record
+
+
+def record_key(model_id: str, model_version: str, feature: str) -> str:
+    """The Kafka key (and compaction key) of one feature's record: ``model_id|model_version|feature``.
+
+    >>> record_key("fraud-detector", "3", "amount")
+    'fraud-detector|3|amount'
+    """
+    return f"{model_id}|{model_version}|{feature}"
+
+
+def reference_records(
+    model_id: str,
+    model_version: str,
+    profile: ReferenceProfile,
+    source: str,
+    *,
+    created_at: datetime | None = None,
+) -> list[ReferenceRecord]:
+    """One record per feature of ``profile``, sharing a new ``reference_id`` and ``created_at``."""
+    if not profile:
+        raise ValueError("a reference profile needs at least one feature")
+    when = created_at or datetime.now(UTC)
+    when = when.replace(microsecond=when.microsecond // 1000 * 1000)  # the millisecond resolution stored
+    reference_id = uuid.uuid4().hex
+    names = list(profile)
+    return [
+        ReferenceRecord(
+            model_id=model_id,
+            model_version=model_version,
+            feature=name,
+            kind=profile[name].kind,
+            profile=profile[name].to_dict(),
+            created_at=when,
+            source=source,
+            reference_id=reference_id,
+            features=names,
+        )
+        for name in names
+    ]
+
+
+def newest_complete(records: Iterable[ReferenceRecord]) -> list[ReferenceRecord] | None:
+    """The records of the newest complete publication among those of one model version, in order.
+
+    Newest = the latest ``created_at``; a publication is complete when a record of each of its
+    ``features`` is present. An incomplete newest one falls back to the newest complete older one.
+    """
+    by_publication: dict[str, dict[str, ReferenceRecord]] = {}
+    for record in records:
+        by_publication.setdefault(record.reference_id, {})[record.feature] = record
+    newest_first = sorted(
+        by_publication.values(), key=lambda group: next(iter(group.values())).created_at, reverse=True
+    )
+    for group in newest_first:
+        names = next(iter(group.values())).features
+        if all(name in group for name in names):
+            return [group[name] for name in names]
+    return None
+
+
+def assemble_reference(records: Iterable[ReferenceRecord]) -> ReferenceProfile | None:
+    """The profile of the newest complete publication (see :func:`newest_complete`), or ``None``."""
+    chosen = newest_complete(records)
+    if chosen is None:
+        return None
+    return ReferenceProfile({record.feature: record.feature_profile() for record in chosen})
