@@ -176,7 +176,8 @@ def run_demo(config: DemoConfig) -> int:
         print_summary(summary, console)
         verdict = "[green]complete[/]" if ok else "[red]incomplete (timed out)[/]"
         console.print(
-            f"{verdict}: {summary['events']}/{expected} events and {summary['dead_letter']}/{config.malformed} "
-            f"dead letters landed in {summary['seconds']} s. Data: {summary['clickhouse']}"
+            f"{verdict}: {summary['events']}/{expected} events and "
+            f"{summary['dead_letter']}/{config.malformed} dead letters landed in {summary['seconds']} s. "
+            f"Data: {summary['clickhouse']}"
         )
     return 0 if ok else 1

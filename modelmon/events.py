@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -56,6 +56,18 @@ def parse_timestamp(value: Any) -> datetime:
         # Out-of-range epochs and dates raise these, which pydantic does not turn into a
         # ValidationError: one bad message would crash the worker instead of being dead-lettered.
         raise ValueError(f"timestamp {value!r} is out of the supported range (years 1-9999)") from error
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Exact integer milliseconds since the epoch (float ``timestamp() * 1000`` can be 1 ms short).
+
+    >>> epoch_ms(parse_timestamp(1001))
+    1001
+    """
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 Timestamp = Annotated[

@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     retention_seconds: int = Field(
         default=86400, ge=60, description="Windows older than this are final; older events dead-letter."
     )
+    chunk_size: int = Field(
+        default=5000, ge=1, description="Input offsets per stage-1 chunk (unacknowledged at most)."
+    )
+    idle_flush_seconds: float = Field(
+        default=1.0, gt=0, description="A chunk quiet this long publishes a revision of its partials."
+    )
+    window_grace_seconds: float = Field(
+        default=5.0, gt=0, description="Stage 2 closes a window with no new partial for this long."
+    )
     broker_session_timeout: float = Field(default=6.0, gt=0, description="Consumer group session (s).")
     commit_interval: float = Field(default=1.0, gt=0, description="Seconds between offset commits.")
     web_port: int = Field(default=0, ge=0, description="faust web port on 127.0.0.1 (0 = disabled).")

@@ -51,7 +51,8 @@ class SyntheticModel:
         self.rng = np.random.default_rng(seed)
         self.shift = 0.0
         self.weights = {
-            name: float(w) for name, w in zip(spec.features, self.rng.normal(0, 1, len(spec.features)))
+            name: float(w)
+            for name, w in zip(spec.features, self.rng.normal(0, 1, len(spec.features)), strict=True)
         }
 
     def _features(self) -> dict[str, Any]:
@@ -127,11 +128,12 @@ def malformed_messages(n: int, model_id: str, now: datetime, seed: int = 0) -> l
         if kind == "invalid_json":
             body = b'{"model_id": "' + model_id.encode() + b'", "features": {'
         elif kind == "missing_model_id":
-            body = f'{{"prediction_id": "bad-{token}", "ts": "{ts}", "features": {{}}, "prediction": 1}}'.encode()
+            fields = f'"prediction_id": "bad-{token}", "ts": "{ts}", "features": {{}}, "prediction": 1'
+            body = f"{{{fields}}}".encode()
         elif kind == "unknown_model":
-            body = (
-                f'{{"model_id": "no-such-model-{token % 7}", "ts": "{ts}", "features": {{"x": 1}}, "prediction": 1}}'
-            ).encode()
+            unknown = f"no-such-model-{token % 7}"
+            fields = f'"model_id": "{unknown}", "ts": "{ts}", "features": {{"x": 1}}, "prediction": 1'
+            body = f"{{{fields}}}".encode()
         elif kind == "wrong_types":
             body = (
                 f'{{"model_id": "{model_id}", "ts": "{ts}", "features": "oops", "prediction": [1]}}'.encode()

@@ -30,7 +30,8 @@ def dead_letter_samples(client: Client, limit: int = 5) -> list[dict[str, Any]]:
         "SELECT topic, error_type, reason, substring(payload, 1, 120) FROM dead_letters FINAL "
         f"ORDER BY ts DESC LIMIT {int(limit)}"
     )
-    return [dict(zip(("topic", "error_type", "reason", "payload"), row)) for row in result.result_rows]
+    names = ("topic", "error_type", "reason", "payload")
+    return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 
 
 def events_per_window(client: Client, model_id: str) -> list[tuple[Any, int]]:

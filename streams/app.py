@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import re
+import socket
 import ssl
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
 
 import faust
+import faust.streams as faust_streams
+from faust.types import EventT
 from faust.types.auth import CredentialsT
 
 from modelmon.settings import Settings
+
+log = logging.getLogger(__name__)
 
 SUPPORTED_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
@@ -68,13 +79,46 @@ def broker_credentials(config: Mapping[str, str]) -> CredentialsT | None:
     )
 
 
+def worker_instance_id(settings: Settings, hostname: str | None = None) -> str:
+    """The worker's static group membership id (Kafka ``group.instance.id``, KIP-345).
+
+    Stable across restarts of one worker and distinct between workers: the host name plus a hash
+    of the resolved ``worker_data_dir``, which each worker owns (two workers must not share one,
+    see docs/deploy.md). Only ``[A-Za-z0-9._-]``, as Kafka requires.
+
+    >>> from pathlib import Path
+    >>> worker_instance_id(Settings(worker_data_dir=Path("/var/lib/modelmon/worker")), "box 1")
+    'worker-box-1-deadb2cf15'
+    """
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", hostname if hostname is not None else socket.gethostname())
+    digest = hashlib.sha256(str(settings.worker_data_dir.resolve()).encode()).hexdigest()[:10]
+    return f"worker-{host[:64] or 'host'}-{digest}"
+
+
+def _leave_group_on_clean_stop(app: faust.App, **_: Any) -> None:
+    """Let a cleanly stopping worker leave the group at once, as without static membership.
+
+    aiokafka does not send LeaveGroup for a static member, so its partitions would wait for the
+    session timeout on Kafka, and forever on noida-db (it never expires a silent member). Runs on
+    ``on_before_shutdown``, after the consumer stopped fetching and before aiokafka closes it.
+    """
+    thread = getattr(getattr(app, "_consumer", None), "_thread", None)
+    if thread is not None and getattr(thread, "_consumer", None) is None:
+        return  # the Kafka consumer never started: there is no membership to end
+    coordinator = getattr(getattr(thread, "_consumer", None), "_coordinator", None)
+    if coordinator is not None and hasattr(coordinator, "_group_instance_id"):
+        coordinator._group_instance_id = None
+    elif getattr(app, "_consumer", None) is not None:  # pragma: no cover - faust/aiokafka moved these
+        log.warning("could not reach aiokafka's group coordinator; this worker leaves by session timeout")
+
+
 def build_app(settings: Settings, *, partitions: int) -> faust.App:
     """The faust App of a modelmon worker.
 
     ``partitions`` is the partition count of the input topics: faust tables must have the same
     count as the topics they are co-partitioned with.
     """
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=broker_url(settings.kafka_bootstrap),
         broker_credentials=broker_credentials(settings.kafka_config),
@@ -85,9 +129,35 @@ def build_app(settings: Settings, *, partitions: int) -> faust.App:
         consumer_auto_offset_reset="earliest",
         # Short session timeout: fast rebalances on the embedded brokers (see docs/broker.md).
         broker_session_timeout=settings.broker_session_timeout,
+        # Static membership: a worker restarted after a crash (kill -9, OOM) takes over its old
+        # member at once instead of waiting for it to expire. On noida-db this is what lets it
+        # rejoin at all: noida never expires a member that stopped heartbeating, and keeps a dead
+        # leader as leader (docs/broker.md, "Killed workers and group rejoin").
+        consumer_group_instance_id=worker_instance_id(settings),
         broker_commit_interval=settings.commit_interval,
         producer_acks=-1,
+        # Stage 1 and 2 hold messages unacknowledged on purpose until their output is published;
+        # waiting for them at shutdown would only delay it: they are replayed by the next owner.
+        stream_wait_empty=False,
         web_enabled=settings.web_port > 0,
         web_port=settings.web_port or 6066,
         web_bind="127.0.0.1",
     )
+    app.on_before_shutdown.connect(_leave_group_on_clean_stop)
+    return app
+
+
+@contextmanager
+def changelog_partition_of(event: EventT) -> Iterator[None]:
+    """Make table writes inside the block go to the changelog partition of ``event``.
+
+    faust sends a table write to the changelog partition of the *current event*, a context
+    variable; a batch mixes partitions, so each partition's keys are written under one of its own
+    events. Only the context variable is set (and restored): the stream's ``current_event``
+    attribute must stay untouched, because ``take_events`` reads it to record the next message.
+    """
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)

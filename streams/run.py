@@ -10,7 +10,8 @@ from modelmon.admin import ensure_topics
 from modelmon.settings import Settings
 from modelmon.spec import load_specs
 from streams.app import build_app
-from streams.worker import register_worker
+from streams.references import ReferenceCatalog
+from streams.topology import partials_topic_name, register_topology
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ def prepare_topics(settings: Settings) -> int:
     topics = settings.topics
     counts = ensure_topics(
         settings.kafka_common(),
-        topics.all(),
+        [*topics.all(), partials_topic_name(settings)],
         partitions=settings.topic_partitions,
         replication=settings.topic_replication,
         compacted=topics.compacted(),
@@ -32,8 +33,12 @@ def build_worker_app(settings: Settings) -> faust.App:
     """The fully declared faust app of a worker (specs loaded, topics created)."""
     specs = load_specs(settings.models_path)
     partitions = prepare_topics(settings)
+    catalog = ReferenceCatalog(settings)
+    catalog.start()
+    if not catalog.wait_until_caught_up(30):
+        log.warning("reference profiles not fully read after 30 s; drift waits for them")
     app = build_app(settings, partitions=partitions)
-    register_worker(app, settings, specs)
+    register_topology(app, settings, specs, catalog.get)
     log.info("worker for models %s on %d partitions", ", ".join(sorted(specs)), partitions)
     return app
 

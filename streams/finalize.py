@@ -1,0 +1,295 @@
+"""A merged window bundle turned into MetricPoints: counts, performance, data fidelity and drift."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from detectors.drift import DriftOptions, FeatureDrift, choose_method, detect_many, get_method
+from detectors.drift.inputs import is_sampled, reference_size
+from detectors.drift.registry import check_threshold
+from detectors.metric import Metric
+from detectors.performance import Average, classification_from, regression_from
+from detectors.profiles import (
+    CategoricalAggregate,
+    CategoricalFeatureProfile,
+    FeatureProfile,
+    NumericAggregate,
+    NumericalFeatureProfile,
+    ReferenceProfile,
+    WindowAggregate,
+)
+from modelmon.events import MetricPoint
+from modelmon.references import PREDICTION_FEATURE
+from modelmon.spec import ModelSpec, Task
+from streams.bundle import BundleKey, WindowBundle
+
+log = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "log_loss", "roc_auc")
+REGRESSION_METRICS = ("mae", "rmse", "mape", "r2")
+_STATS = ("mean", "p50", "p95", "p99", "max")
+WINDOW_FIDELITY = {
+    "duplicate_count": "duplicate_ids",
+    "duplicate_rate": "duplicate_rate",
+    "required_missing_event_rate": "required_missing_event_rate",
+    "unknown_feature_event_rate": "unknown_feature_rate",
+    **{f"lateness_{stat}": f"lateness_{stat}_ms" for stat in _STATS},
+    **{f"label_delay_{stat}": f"label_delay_{stat}_ms" for stat in _STATS},
+}
+"""Window-level fidelity metric → published name (the bundle's durations are in milliseconds)."""
+FEATURE_FIDELITY = (
+    "missing_rate", "type_violation_rate", "range_violation_rate", "unseen_category_rate",
+    "unknown_feature_rate",
+)  # fmt: skip
+
+
+def _utc(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe details: non-finite floats become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class _Points:
+    """Collects the window's points; undefined values (NaN, ±inf) are left out, never emitted."""
+
+    key: BundleKey
+    source: str
+    revision: int
+    points: list[MetricPoint] = field(default_factory=list)
+
+    def add(self, metric: str, feature: str, value: float | Metric, **details: Any) -> None:
+        number = value.value if isinstance(value, Metric) else float(value)
+        if not math.isfinite(number):
+            reason = value.reason if isinstance(value, Metric) else "not finite"
+            log.debug("%s: %s[%s] undefined (%s): not emitted", self.key, metric, feature, reason)
+            return
+        self.points.append(
+            MetricPoint(
+                model_id=self.key.model_id,
+                model_version=self.key.model_version,
+                segment=self.key.segment,
+                metric=metric,
+                feature=feature,
+                window_start=_utc(self.key.window_start_ms),
+                window_end=_utc(self.key.window_start_ms + self.key.window_ms),
+                value=number,
+                source=self.source,
+                revision=self.revision,
+                details={name: _plain(item) for name, item in details.items()},
+            )
+        )
+
+
+def window_metrics(
+    bundle: WindowBundle,
+    spec: ModelSpec,
+    reference: ReferenceProfile | None,
+    *,
+    source: str = "stage2",
+    revision: int = 0,
+) -> list[MetricPoint]:
+    """Every metric of one closed window (see docs/metric-names.md); drift only with a ``reference``."""
+    points = _Points(bundle.key, source, revision)
+    points.add("events", "", bundle.events)
+    points.add("labels", "", bundle.labels)
+    points.add("label_coverage", "", Metric.ratio(bundle.labels, bundle.events, "no events"))
+    _performance(bundle, points)
+    _fidelity(bundle, points)
+    if reference is not None:
+        _feature_drift(bundle, spec, reference, points)
+        _prediction_drift(bundle, spec, reference, points)
+    return points.points
+
+
+def _performance(bundle: WindowBundle, points: _Points) -> None:
+    if bundle.labels == 0:
+        return
+    regression = bundle.regression
+    if regression is not None:
+        result = regression_from(regression)
+        for name in REGRESSION_METRICS:
+            points.add(name, "", result[name], n=regression.count, n_invalid=regression.n_invalid)
+        return
+    confusion, scores = bundle.confusion, bundle.scores
+    if confusion is None:
+        return
+    scored = scores if scores is not None and scores.count else None
+    average: Average = "binary" if bundle.task is Task.BINARY else "macro"
+    result = classification_from(confusion, scored, pos_label=bundle.positive_class, average=average)
+    for name in CLASSIFICATION_METRICS:
+        if name not in result:
+            continue
+        details: dict[str, Any] = {"n": confusion.total, "average": average}
+        if name in ("log_loss", "roc_auc"):
+            details["n"] = scored.count if scored is not None else 0
+        if name == "roc_auc":
+            details["error_bound"] = result["roc_auc_error_bound"].value
+        if average == "binary":
+            details["positive_class"] = bundle.positive_class
+        points.add(name, "", result[name], **details)
+
+
+def _fidelity(bundle: WindowBundle, points: _Points) -> None:
+    report = bundle.fidelity.finalise()
+    for name, published in WINDOW_FIDELITY.items():
+        details = {"exact": bundle.fidelity.duplicate_ids.exact} if name == "duplicate_count" else {}
+        points.add(published, "", report[""][name], **details)
+    for feature in sorted(name for name in report if name):
+        for name in FEATURE_FIDELITY:
+            if name in report[feature]:
+                points.add(name, feature, report[feature][name])
+
+
+# -- drift -----------------------------------------------------------------------------------------
+
+
+def _comparable(profile: FeatureProfile, window: WindowAggregate) -> bool:
+    """Same kind, and a numerical window binned on this reference's edges (binned drift is exact)."""
+    if isinstance(profile, NumericalFeatureProfile):
+        return isinstance(window, NumericAggregate) and np.array_equal(window.edges, profile.edges)
+    return isinstance(window, CategoricalAggregate) and window.feature_kind == profile.kind
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    # A spec problem shows in every window of the model: say it once per process, not per window.
+    if message not in _warned and len(_warned) < 1000:
+        _warned.add(message)
+        log.warning(message)
+
+
+def _usable_method(name: str | None, kind: str, where: str) -> str | None:
+    if name is None or name == "auto":
+        return None
+    try:
+        method = get_method(name)
+    except ValueError as error:
+        _warn_once(f"{where}: {error}; using the next configured method")
+        return None
+    if kind not in method.kinds:
+        _warn_once(f"{where}: drift method {name!r} does not apply to {kind} features; using the next one")
+        return None
+    return name
+
+
+def _usable_threshold(threshold: float | None, method: str, where: str) -> float | None:
+    if threshold is None:
+        return None
+    try:
+        return check_threshold(threshold, is_p_value=get_method(method).is_p_value)
+    except ValueError as error:
+        _warn_once(f"{where}: drift threshold ignored for {method}: {error}")
+        return None
+
+
+def drift_options(
+    spec: ModelSpec, profiles: Mapping[str, FeatureProfile], windows: Mapping[str, WindowAggregate]
+) -> DriftOptions:
+    """Each feature's method and threshold, resolved up front so a bad spec entry cannot fail the window.
+
+    Method: the feature's ``drift_method`` > the model's ``drift.method`` (unless ``auto``) > the
+    chooser; a method that does not apply to the feature's kind is skipped with a warning.
+    Threshold: the feature's ``drift_threshold`` > the model's ``drift.threshold`` (only for
+    features judged by the model's own method) > the method's default; one invalid for the method
+    (a p-value threshold outside (0, 1)) is ignored with a warning.
+    """
+    methods: dict[str, str] = {}
+    thresholds: dict[str, float] = {}
+    for name, profile in profiles.items():
+        kind, where = profile.kind, f"model {spec.model_id!r} feature {name!r}"
+        feature = spec.features.get(name)
+        own = _usable_method(feature.drift_method if feature else None, kind, where)
+        model = _usable_method(spec.drift.method, kind, where)
+        sampled = is_sampled(profile) or is_sampled(windows[name])
+        method = own or model or choose_method(kind, *reference_size(profile, kind), sampled=sampled)
+        methods[name] = method
+        model_threshold = spec.drift.threshold if method == model and own in (None, model) else None
+        threshold = _usable_threshold(feature.drift_threshold if feature else None, method, where)
+        threshold = threshold if threshold is not None else _usable_threshold(model_threshold, method, where)
+        if threshold is not None:
+            thresholds[name] = threshold
+    return DriftOptions(per_feature=methods, per_feature_threshold=thresholds)
+
+
+def _add_drift(points: _Points, feature: str, drift: FeatureDrift) -> None:
+    result = drift.result
+    details = {
+        "method": result.method,
+        "threshold": result.threshold,
+        "p_value": result.p_value,
+        "drifted": drift.drifted,
+        "test_drifted": result.drifted,
+        "adjusted_p_value": drift.adjusted_p_value,
+        "effect_size": drift.effect_size,
+        "min_effect": drift.min_effect,
+    }
+    points.add(result.method, feature, result.score, **details)
+    points.add("drifted", feature, float(drift.drifted), method=result.method)
+
+
+def _feature_drift(
+    bundle: WindowBundle, spec: ModelSpec, reference: ReferenceProfile, points: _Points
+) -> None:
+    windows = bundle.features
+    profiles: dict[str, FeatureProfile] = {}
+    skipped: dict[str, str] = {}
+    for name, window in windows.items():
+        profile = reference.get(name)
+        if profile is None:
+            skipped[name] = "not in the reference"
+        elif not _comparable(profile, window):
+            skipped[name] = "window built on another reference (kind or bin edges differ)"
+        else:
+            profiles[name] = profile
+    options = drift_options(spec, profiles, windows)
+    report = detect_many(profiles, {name: windows[name] for name in profiles}, options=options)
+    for name, drift in report.features.items():
+        _add_drift(points, name, drift)
+    skipped |= report.skipped
+    if not report.features:
+        return
+    drifted = report.drifted_features
+    important = [name for name in drifted if name in spec.features and spec.features[name].important]
+    points.add(
+        "drift_share", "", report.share_drifted, drifted_features=drifted, compared=len(report.features),
+        skipped=skipped,
+    )  # fmt: skip
+    points.add("dataset_drifted", "", float(report.dataset_drifted), drift_share_threshold=report.drift_share)
+    points.add("drifted_important_features", "", len(important), features=important)
+
+
+def _prediction_drift(
+    bundle: WindowBundle, spec: ModelSpec, reference: ReferenceProfile, points: _Points
+) -> None:
+    profile = reference.get(PREDICTION_FEATURE)
+    if profile is None:
+        return
+    window: WindowAggregate | None
+    if isinstance(profile, CategoricalFeatureProfile):
+        window = bundle.prediction_classes
+    else:
+        window = bundle.prediction_values
+    if window is None or not _comparable(profile, window):
+        log.debug("%s: the reference's %s does not match the model output", bundle.key, PREDICTION_FEATURE)
+        return
+    profiles = {PREDICTION_FEATURE: profile}
+    windows = {PREDICTION_FEATURE: window}
+    report = detect_many(profiles, windows, options=drift_options(spec, profiles, windows))
+    for name, drift in report.features.items():
+        _add_drift(points, name, drift)

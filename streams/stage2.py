@@ -1,0 +1,191 @@
+"""Stage 2 agent: merge the partial bundles of a window from all partitions and publish its metrics.
+
+Partials are keyed by model id, so one worker sees every partial of a model. A window closes when
+every input partition that reported for the model has an event-time watermark past the window's
+end plus the allowed lateness, or when it has had no new partial for ``grace`` seconds. Closing
+publishes its ``MetricPoint``s (source ``stage2``); a later partial for a closed window (a late
+label, a late event) re-publishes them with a higher revision, so ClickHouse keeps the newest.
+
+Guarantee: at-least-once outputs; partial messages of a window are acknowledged only after the
+window's metrics are acknowledged by the broker, so a crash replays them. Partials of one source
+replace each other by revision; a final partial whose source was already merged is ignored.
+Known gap: closed windows are kept in memory only (``keep_closed`` per worker); after a restart a
+late label for an old window is merged into an empty window state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import orjson
+from faust.types import EventT, StreamT
+
+from modelmon.events import model_to_json
+from modelmon.spec import ModelSpec
+from streams.bundle import BundleKey, WindowBundle
+from streams.finalize import window_metrics
+from streams.stage1 import ReferenceLookup, reference_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WindowState:
+    """What stage 2 holds for one window (and one reference)."""
+
+    key: BundleKey
+    reference_id: str
+    partition: int = -1
+    base: WindowBundle | None = None
+    base_sources: dict[str, int] = field(default_factory=dict)
+    open_parts: dict[str, tuple[int, WindowBundle]] = field(default_factory=dict)
+    held: list[Any] = field(default_factory=list)
+    closed: bool = False
+    dirty: bool = False
+    changed_at: float = 0.0
+    emissions: int = 0
+
+    def add(self, source: str, revision: int, final: bool, bundle: WindowBundle) -> bool:
+        """Take a partial; returns whether it changed the window."""
+        if source in self.base_sources:
+            return False  # a replay of a source that is already final and merged
+        current = self.open_parts.get(source)
+        if current is not None and current[0] > revision:
+            return False
+        if final:
+            self.open_parts.pop(source, None)
+            self.base = bundle if self.base is None else self.base.merge(bundle)
+            self.base_sources[source] = revision
+        else:
+            self.open_parts[source] = (revision, bundle)
+        self.dirty = True
+        self.changed_at = time.monotonic()
+        return True
+
+    def merged(self) -> WindowBundle | None:
+        bundles = [b for _, b in self.open_parts.values()]
+        if self.base is not None:
+            bundles.insert(0, self.base)
+        if not bundles:
+            return None
+        merged = bundles[0]
+        for bundle in bundles[1:]:
+            merged = merged.merge(bundle)
+        return merged
+
+
+@dataclass
+class Stage2Stats:
+    partials: int = 0
+    invalid_partials: int = 0
+    windows_closed: int = 0
+    emissions: int = 0
+    dropped_closed: int = 0
+
+
+class Stage2:
+    """The state and logic of stage 2 in one worker."""
+
+    def __init__(
+        self,
+        specs: dict[str, ModelSpec],
+        references: ReferenceLookup,
+        metrics_topic: faust.TopicT,
+        *,
+        allowed_lateness_ms: int,
+        grace_seconds: float,
+        keep_closed: int = 2000,
+    ) -> None:
+        self.specs = specs
+        self.references = references
+        self.metrics_topic = metrics_topic
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self.grace_seconds = grace_seconds
+        self.keep_closed = keep_closed
+        self.windows: dict[tuple[BundleKey, str], WindowState] = {}
+        self.watermarks: dict[str, dict[str, int]] = defaultdict(dict)
+        self.stats = Stage2Stats()
+
+    async def process(self, stream: StreamT, events: Sequence[EventT]) -> None:
+        for event in events:
+            try:
+                data = orjson.loads(event.message.value)
+                bundle = WindowBundle.from_dict(data["bundle"])
+                source, revision, final = str(data["source"]), int(data["revision"]), bool(data["final"])
+                inputs = self.watermarks[bundle.key.model_id]
+                inputs[data["input"]] = max(inputs.get(data["input"], 0), int(data["watermark_ms"]))
+                ref = str(data.get("reference_id", ""))
+            except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as error:
+                # An internal topic written by stage 1 only: a bad message is a bug; say so, skip it.
+                self.stats.invalid_partials += 1
+                log.error("invalid partial at %s: %s", event.message.tp, error)
+                continue
+            self.stats.partials += 1
+            state = self.windows.get((bundle.key, ref))
+            if state is None:
+                state = WindowState(bundle.key, ref, partition=event.message.partition)
+                self.windows[(bundle.key, ref)] = state
+            state.add(source, revision, final, bundle)
+            event.message.incref()
+            state.held.append(event)
+        await self.close_ready(stream)
+
+    def _ready(self, state: WindowState, now: float) -> bool:
+        if not state.dirty:
+            return False
+        if now - state.changed_at >= self.grace_seconds:
+            return True
+        if state.closed:
+            return False  # updates of closed windows wait for the grace period: fewer re-emissions
+        inputs = self.watermarks.get(state.key.model_id, {})
+        end = state.key.window_start_ms + state.key.window_ms
+        return bool(inputs) and min(inputs.values()) >= end + self.allowed_lateness_ms
+
+    async def close_ready(self, stream: StreamT) -> int:
+        """Publish the metrics of every window that is ready; ack its partials afterwards."""
+        now = time.monotonic()
+        ready = [s for s in self.windows.values() if self._ready(s, now)]
+        for state in ready:
+            merged = state.merged()
+            spec = self.specs.get(state.key.model_id)
+            if merged is None or spec is None:
+                continue
+            profile = self.references(state.key.model_id, state.key.model_version)
+            usable = profile if reference_id(profile) == state.reference_id else None
+            state.emissions += 1
+            points = window_metrics(merged, spec, usable, source="stage2", revision=time.time_ns() // 1000)
+            pending = [
+                await self.metrics_topic.send(key=p.model_id.encode(), value=model_to_json(p)) for p in points
+            ]
+            await asyncio.gather(*pending)
+            for held in state.held:
+                await stream.ack(held)
+            state.held.clear()
+            state.dirty = False
+            if not state.closed:
+                state.closed = True
+                self.stats.windows_closed += 1
+            self.stats.emissions += 1
+        self._evict()
+        return len(ready)
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """Forget windows fed by revoked partials partitions; their new owner replays them."""
+        for key in [k for k, s in self.windows.items() if s.partition in partitions]:
+            del self.windows[key]
+
+    def _evict(self) -> None:
+        closed = [k for k, s in self.windows.items() if s.closed and not s.dirty and not s.held]
+        excess = len(closed) - self.keep_closed
+        if excess > 0:
+            closed.sort(key=lambda k: k[0].window_start_ms)
+            for key in closed[:excess]:
+                del self.windows[key]
+            self.stats.dropped_closed += excess

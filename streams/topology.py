@@ -1,0 +1,94 @@
+"""Declares the two-stage topology on a faust app: topics, the join table, both agents, timers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.types import StreamT
+
+from modelmon.settings import Settings
+from modelmon.spec import ModelSpec
+from streams.stage1 import ReferenceLookup, Stage1
+from streams.stage2 import Stage2
+
+log = logging.getLogger(__name__)
+
+PARTIALS = "monitor-partials"
+EXPIRE_EVERY_BATCHES = 500
+
+
+def partials_topic_name(settings: Settings) -> str:
+    """The internal topic from stage 1 to stage 2 (keyed by model id)."""
+    return f"{settings.topic_prefix}{PARTIALS}"
+
+
+@dataclass
+class Topology:
+    stage1: Stage1
+    stage2: Stage2
+
+
+def register_topology(
+    app: faust.App, settings: Settings, specs: dict[str, ModelSpec], references: ReferenceLookup
+) -> Topology:
+    """Declare stage 1 (predictions + ground-truth) and stage 2 (partials) on ``app``."""
+    topics = settings.topics
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    inputs = app.topic(topics.predictions, topics.ground_truth, **raw)
+    partials = app.topic(partials_topic_name(settings), **raw)
+    metrics = app.topic(topics.monitor_metrics, **raw)
+    dead = app.topic(topics.dead_letter, **raw)
+    joins = app.Table("joins", default=None)
+
+    stage1 = Stage1(settings, specs, joins, references, partials, dead)
+    stage2 = Stage2(
+        specs,
+        references,
+        metrics,
+        allowed_lateness_ms=settings.allowed_lateness_seconds * 1000,
+        grace_seconds=settings.window_grace_seconds,
+    )
+    streams: dict[str, StreamT] = {}
+    batches = {"stage1": 0}
+
+    @app.agent(inputs, name="stage1")
+    async def stage1_agent(stream: StreamT) -> None:
+        streams["stage1"] = stream
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
+            await stage1.process(stream, events)
+            batches["stage1"] += 1
+            if batches["stage1"] % EXPIRE_EVERY_BATCHES == 0:
+                latest = {e.message.partition: e for e in events}
+                stage1.expire_entries(int(time.time() * 1000), latest)
+
+    @app.agent(partials, name="stage2")
+    async def stage2_agent(stream: StreamT) -> None:
+        streams["stage2"] = stream
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
+            await stage2.process(stream, events)
+
+    @app.timer(interval=settings.idle_flush_seconds)
+    async def flush_idle_chunks() -> None:
+        await stage1.flush_idle(settings.idle_flush_seconds)
+
+    @app.timer(interval=1.0)
+    async def close_windows() -> None:
+        stream = streams.get("stage2")
+        if stream is not None:
+            await stage2.close_ready(stream)
+
+    @app.timer(interval=10.0)
+    async def report() -> None:
+        log.info("stage1 %s", stage1.stats)
+        log.info("stage2 %s", stage2.stats)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+        stage1.drop_partitions({(tp.topic, tp.partition) for tp in revoked})
+        stage2.drop_partitions({tp.partition for tp in revoked if tp.topic == partials_topic_name(settings)})
+
+    return Topology(stage1, stage2)
