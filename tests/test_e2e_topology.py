@@ -1,0 +1,175 @@
+"""The two-stage topology end to end on the real broker and ClickHouse: joins, late labels, drift."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from detectors.profiles import ReferenceProfile
+from modelmon.sdk import MonitorClient
+from sinks.consumer import ClickHouseSink
+from sinks.writer import ClickHouseWriter
+from streams.references import publish_reference
+from streams.run import prepare_topics
+from tests.workers import WorkerProcess, make_settings, wait_until, write_spec
+
+pytestmark = pytest.mark.integration
+
+BASE = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def window_metric(client: Any, model_id: str, metric: str, feature: str = "") -> dict[datetime, float]:
+    rows = client.query(
+        "SELECT window_start, value FROM metric_points FINAL WHERE model_id = {m:String} "
+        "AND metric = {metric:String} AND feature = {f:String} AND segment = '' ORDER BY window_start",
+        parameters={"m": model_id, "metric": metric, "f": feature},
+    ).result_rows
+    return {start.astimezone(UTC): float(value) for start, value in rows}
+
+
+def run_topology(
+    kafka_broker: Any, topic_prefix: str, clickhouse_client: Any, tmp_path: Path, **settings_extra: Any
+) -> tuple[Any, WorkerProcess, ClickHouseSink]:
+    settings = make_settings(
+        kafka_broker.bootstrap,
+        topic_prefix,
+        tmp_path,
+        tmp_path / "models",
+        allowed_lateness_seconds=0,
+        window_grace_seconds=2.0,
+        idle_flush_seconds=0.5,
+        **settings_extra,
+    )
+    prepare_topics(settings)
+    return (
+        settings,
+        WorkerProcess(settings, tmp_path / "worker.log"),
+        ClickHouseSink(settings, ClickHouseWriter(clickhouse_client)),
+    )
+
+
+def test_late_and_out_of_order_labels_give_the_exact_accuracy(
+    kafka_broker, topic_prefix: str, clickhouse_client, tmp_path: Path
+) -> None:
+    model_id = write_spec(tmp_path / "models")
+    _, worker, sink = run_topology(kafka_broker, topic_prefix, clickhouse_client, tmp_path)
+    rng = np.random.default_rng(7)
+    n = 900
+    ids = [f"p{i}" for i in range(n)]
+    window_of = {pid: BASE + timedelta(minutes=i % 3) for i, pid in enumerate(ids)}
+    predicted = {pid: int(rng.integers(2)) for pid in ids}
+    truth = {pid: int(rng.integers(2)) if rng.random() < 0.3 else predicted[pid] for pid in ids}
+    order = rng.permutation(n)
+    labelled = [ids[i] for i in order[: int(n * 0.8)]]  # 20% never get a label
+    early, on_time, late = labelled[:150], labelled[150:500], labelled[500:]
+
+    def expected(pids: list[str]) -> tuple[dict[datetime, float], dict[datetime, float]]:
+        counts: dict[datetime, int] = defaultdict(int)
+        correct: dict[datetime, int] = defaultdict(int)
+        for pid in pids:
+            counts[window_of[pid]] += 1
+            correct[window_of[pid]] += int(predicted[pid] == truth[pid])
+        return {w: float(c) for w, c in counts.items()}, {w: correct[w] / counts[w] for w in counts}
+
+    sink.start_thread()
+    try:
+        with MonitorClient(kafka_broker.bootstrap, topic_prefix) as client:
+            # Labels before their predictions, then predictions (shuffled), then more labels.
+            for pid in early:
+                client.log_ground_truth(model_id, pid, truth[pid], ts=window_of[pid] + timedelta(seconds=59))
+            for i in order:
+                pid = ids[i]
+                ts = window_of[pid] + timedelta(milliseconds=int(rng.integers(60_000)))
+                features = {"amount": float(i)}
+                client.log_prediction(model_id, features, predicted[pid], prediction_id=pid, ts=ts)
+            for pid in on_time:
+                client.log_ground_truth(model_id, pid, truth[pid])
+            assert client.flush(30) == 0
+        first_labels, _ = expected(early + on_time)
+        assert wait_until(lambda: window_metric(clickhouse_client, model_id, "labels") == first_labels, 90), (
+            window_metric(clickhouse_client, model_id, "labels"),
+            worker.log(),
+        )
+        # Hours later in event time: the rest of the labels, after the windows were closed.
+        with MonitorClient(kafka_broker.bootstrap, topic_prefix) as client:
+            for pid in late:
+                client.log_ground_truth(model_id, pid, truth[pid], ts=window_of[pid] + timedelta(hours=3))
+            for pid in early[:10]:  # duplicates: counted, never joined twice
+                client.log_ground_truth(model_id, pid, 1 - truth[pid])
+            assert client.flush(30) == 0
+        all_labels, accuracy = expected(labelled)
+        assert wait_until(lambda: window_metric(clickhouse_client, model_id, "labels") == all_labels, 90), (
+            window_metric(clickhouse_client, model_id, "labels"),
+            worker.log(),
+        )
+        wait_until(lambda: False, timeout=3)  # any further (wrong) re-emission would land now
+        assert worker.alive, worker.log()
+    finally:
+        sink.stop()
+        worker.stop()
+
+    assert window_metric(clickhouse_client, model_id, "labels") == all_labels
+    measured = window_metric(clickhouse_client, model_id, "accuracy")
+    assert measured.keys() == accuracy.keys()
+    for window, value in accuracy.items():
+        assert measured[window] == pytest.approx(value, abs=1e-12)
+    events = window_metric(clickhouse_client, model_id, "events")
+    assert events == {w: 300.0 for w in accuracy}
+    coverage = window_metric(clickhouse_client, model_id, "label_coverage")
+    assert coverage == {w: pytest.approx(all_labels[w] / 300.0) for w in accuracy}
+
+
+def test_drift_is_flagged_from_the_injected_window_on_not_before(
+    kafka_broker, topic_prefix: str, clickhouse_client, tmp_path: Path
+) -> None:
+    model_id = write_spec(
+        tmp_path / "models",
+        features={
+            "x1": {"type": "numerical"},
+            "x2": {"type": "numerical"},
+        },
+        drift={"method": "psi"},
+    )
+    settings, worker, sink = run_topology(kafka_broker, topic_prefix, clickhouse_client, tmp_path)
+    rng = np.random.default_rng(11)
+    reference = ReferenceProfile.from_data(
+        {"x1": rng.normal(0, 1, 5000), "x2": rng.normal(5, 2, 5000)}, {"x1": "numerical", "x2": "numerical"}
+    )
+    publish_reference(settings, model_id, "1", reference, "test")
+    drift_from = 3  # windows 0-2 as the reference; from window 3 on, x1 moves by 1.5 standard deviations
+    windows = 6
+    per_window = 400
+    sink.start_thread()
+    try:
+        with MonitorClient(kafka_broker.bootstrap, topic_prefix) as client:
+            for w in range(windows):
+                shift = 1.5 if w >= drift_from else 0.0
+                x1 = rng.normal(shift, 1, per_window)
+                x2 = rng.normal(5, 2, per_window)
+                for i in range(per_window):
+                    ts = BASE + timedelta(minutes=w, milliseconds=int(i * 60_000 / per_window))
+                    features = {"x1": float(x1[i]), "x2": float(x2[i])}
+                    client.log_prediction(model_id, features, 1, score=0.7, ts=ts)
+            assert client.flush(30) == 0
+        closed = lambda: len(window_metric(clickhouse_client, model_id, "drifted", "x1")) == windows  # noqa: E731
+        assert wait_until(closed, 90), (
+            window_metric(clickhouse_client, model_id, "drifted", "x1"),
+            worker.log(),
+        )
+        assert worker.alive, worker.log()
+    finally:
+        sink.stop()
+        worker.stop()
+
+    starts = [BASE + timedelta(minutes=w) for w in range(windows)]
+    drifted_x1 = window_metric(clickhouse_client, model_id, "drifted", "x1")
+    psi_x1 = window_metric(clickhouse_client, model_id, "psi", "x1")
+    assert [drifted_x1[s] for s in starts] == [0.0] * drift_from + [1.0] * (windows - drift_from)
+    assert all(psi_x1[s] < 0.2 for s in starts[:drift_from])
+    assert all(psi_x1[s] >= 0.2 for s in starts[drift_from:])
+    assert set(window_metric(clickhouse_client, model_id, "drifted", "x2").values()) == {0.0}
