@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
 import socket
 import ssl
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -161,3 +162,9 @@ def changelog_partition_of(event: EventT) -> Iterator[None]:
         yield
     finally:
         faust_streams._current_event.reset(token)
+
+
+async def publish_all(topic: faust.TopicT, items: Sequence[tuple[bytes, bytes]]) -> None:
+    """Send (key, value) pairs and return once the broker has acknowledged every one of them."""
+    pending = [await topic.send(key=key, value=value) for key, value in items]
+    await asyncio.gather(*pending)

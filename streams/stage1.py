@@ -7,7 +7,6 @@ for the exactly-once argument and :mod:`streams.join` for the replay-safe join.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -24,7 +23,7 @@ from detectors.profiles import ReferenceProfile
 from modelmon.events import DeadLetter, GroundTruthEvent, PredictionEvent, epoch_ms, model_to_json
 from modelmon.settings import Settings
 from modelmon.spec import ModelSpec, parse_duration
-from streams.app import changelog_partition_of
+from streams.app import changelog_partition_of, publish_all
 from streams.bundle import BundleKey, JoinedPair, WindowBundle
 from streams.chunks import Chunk, chunk_index
 from streams.join import JoinStatus, entry_time_ms, label_record, on_label, on_prediction, prediction_record
@@ -109,10 +108,6 @@ class Stage1:
         self.chunks[(topic, partition)] = chunk
         return chunk, current
 
-    async def _publish(self, topic: faust.TopicT, items: Sequence[tuple[bytes, bytes]]) -> None:
-        pending = [await topic.send(key=key, value=value) for key, value in items]
-        await asyncio.gather(*pending)
-
     # -- the batch ---------------------------------------------------------------------------
     def _validate(self, event: EventT) -> PredictionEvent | GroundTruthEvent:
         message = event.message
@@ -145,9 +140,9 @@ class Stage1:
             with changelog_partition_of(items[-1][0]):
                 closed.extend(self._fold(topic, partition, items))
 
-        await self._publish(self.dead_topic, [(d.dedup_key().encode(), model_to_json(d)) for d in dead])
+        await publish_all(self.dead_topic, [(d.dedup_key().encode(), model_to_json(d)) for d in dead])
         for chunk in closed:
-            await self._publish(self.partials_topic, chunk.partial_messages(final=True))
+            await publish_all(self.partials_topic, chunk.partial_messages(final=True))
             self.stats.partials_published += len(chunk.bundles)
             self.stats.chunks_closed += 1
             for held in chunk.held:
@@ -231,7 +226,7 @@ class Stage1:
         for chunk in list(self.chunks.values()):
             if chunk.dirty and now - chunk.changed_at >= idle_seconds and chunk.bundles:
                 chunk.dirty = False
-                await self._publish(self.partials_topic, chunk.partial_messages(final=False))
+                await publish_all(self.partials_topic, chunk.partial_messages(final=False))
                 flushed += 1
         return flushed
 

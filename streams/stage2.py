@@ -15,7 +15,6 @@ late label for an old window is merged into an empty window state.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -29,6 +28,7 @@ from faust.types import EventT, StreamT
 
 from modelmon.events import model_to_json
 from modelmon.spec import ModelSpec
+from streams.app import publish_all
 from streams.bundle import BundleKey, WindowBundle
 from streams.finalize import window_metrics
 from streams.stage1 import ReferenceLookup, reference_id
@@ -161,10 +161,7 @@ class Stage2:
             usable = profile if reference_id(profile) == state.reference_id else None
             state.emissions += 1
             points = window_metrics(merged, spec, usable, source="stage2", revision=time.time_ns() // 1000)
-            pending = [
-                await self.metrics_topic.send(key=p.model_id.encode(), value=model_to_json(p)) for p in points
-            ]
-            await asyncio.gather(*pending)
+            await publish_all(self.metrics_topic, [(p.model_id.encode(), model_to_json(p)) for p in points])
             for held in state.held:
                 await stream.ack(held)
             state.held.clear()
