@@ -45,6 +45,7 @@ class Stage1Stats:
     partials_published: int = 0
     chunks_closed: int = 0
     expired_entries: int = 0
+    redelivered: int = 0
     dead_by_type: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -84,6 +85,7 @@ class Stage1:
         self.window_ms = settings.window_seconds * 1000
         self.chunk_size = settings.chunk_size
         self.chunks: dict[tuple[str, int], Chunk] = {}
+        self._last_offset: dict[tuple[str, int], int] = {}
         self.stats = Stage1Stats()
         self._ttl_ms = {m: int(parse_duration(s.label_ttl).total_seconds() * 1000) for m, s in specs.items()}
         self._predictions_topic = settings.topics.predictions
@@ -128,6 +130,16 @@ class Stage1:
         )
         for event in events:
             message = event.message
+            tp = (message.topic, message.partition)
+            if message.offset <= self._last_offset.get(tp, -1):
+                # Delivered again within this process (faust's take_events can record one message
+                # twice at a batch boundary): it is already folded and held, so it must not count
+                # twice. take_events acks every entry it recorded, so balance that extra ack, or the
+                # message would be released before its chunk is published.
+                message.incref()
+                self.stats.redelivered += 1
+                continue
+            self._last_offset[tp] = message.offset
             try:
                 parsed = self._validate(event)
             except InvalidEvent as error:
@@ -234,6 +246,7 @@ class Stage1:
         """Forget chunks of revoked partitions: their new owner replays them from the commit."""
         for tp in revoked:
             self.chunks.pop(tp, None)
+            self._last_offset.pop(tp, None)
 
     def expire_entries(self, now_ms: int, events_by_partition: dict[int, EventT]) -> int:
         """Delete join entries older than their model's label TTL (the label is then missing).

@@ -9,8 +9,9 @@ label, a late event) re-publishes them with a higher revision, so ClickHouse kee
 Guarantee: at-least-once outputs; partial messages of a window are acknowledged only after the
 window's metrics are acknowledged by the broker, so a crash replays them. Partials of one source
 replace each other by revision; a final partial whose source was already merged is ignored.
-Known gap: closed windows are kept in memory only (``keep_closed`` per worker); after a restart a
-late label for an old window is merged into an empty window state.
+Closed windows' final parts are saved in a faust table (``closed-windows``) before their partials
+are acknowledged, so a partial replayed after a restart, or a late one, merges into the saved
+window instead of an empty one. The last ``keep_closed`` closed windows are kept.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,12 +29,17 @@ from faust.types import EventT, StreamT
 
 from modelmon.events import model_to_json
 from modelmon.spec import ModelSpec
-from streams.app import publish_all
+from streams.app import changelog_partition_of, publish_all
 from streams.bundle import BundleKey, WindowBundle
 from streams.finalize import window_metrics
 from streams.stage1 import ReferenceLookup, reference_id
 
 log = logging.getLogger(__name__)
+
+
+def window_id(key: BundleKey, ref: str) -> str:
+    """The key of a window in the closed-window store."""
+    return f"{key.model_id}|{key.model_version}|{key.segment}|{key.window_start_ms}|{key.window_ms}|{ref}"
 
 
 @dataclass
@@ -98,14 +104,16 @@ class Stage2:
         specs: dict[str, ModelSpec],
         references: ReferenceLookup,
         metrics_topic: faust.TopicT,
+        closed_store: MutableMapping[str, Any],
         *,
         allowed_lateness_ms: int,
         grace_seconds: float,
-        keep_closed: int = 2000,
+        keep_closed: int = 500,
     ) -> None:
         self.specs = specs
         self.references = references
         self.metrics_topic = metrics_topic
+        self.closed_store = closed_store
         self.allowed_lateness_ms = allowed_lateness_ms
         self.grace_seconds = grace_seconds
         self.keep_closed = keep_closed
@@ -130,12 +138,31 @@ class Stage2:
             self.stats.partials += 1
             state = self.windows.get((bundle.key, ref))
             if state is None:
-                state = WindowState(bundle.key, ref, partition=event.message.partition)
+                state = self._restore(bundle.key, ref, event.message.partition)
                 self.windows[(bundle.key, ref)] = state
             state.add(source, revision, final, bundle)
             event.message.incref()
             state.held.append(event)
         await self.close_ready(stream)
+
+    def _restore(self, key: BundleKey, ref: str, partition: int) -> WindowState:
+        """A new window state, or a closed window's saved state (a partial replayed after a restart)."""
+        state = WindowState(key, ref, partition=partition)
+        saved = self.closed_store.get(window_id(key, ref))
+        if saved:
+            state.base = WindowBundle.from_dict(saved["base"]) if saved.get("base") else None
+            state.base_sources = dict(saved["sources"])
+            state.closed = True
+        return state
+
+    def _save(self, state: WindowState) -> None:
+        """Remember a closed window's final parts, so a replay cannot re-emit it from a fraction."""
+        anchor = state.held[0] if state.held else None
+        if anchor is None:
+            return
+        record = {"base": state.base.to_dict() if state.base else None, "sources": state.base_sources}
+        with changelog_partition_of(anchor):
+            self.closed_store[window_id(state.key, state.reference_id)] = record
 
     def _ready(self, state: WindowState, now: float) -> bool:
         if not state.dirty:
@@ -162,6 +189,7 @@ class Stage2:
             state.emissions += 1
             points = window_metrics(merged, spec, usable, source="stage2", revision=time.time_ns() // 1000)
             await publish_all(self.metrics_topic, [(p.model_id.encode(), model_to_json(p)) for p in points])
+            self._save(state)
             for held in state.held:
                 await stream.ack(held)
             state.held.clear()
@@ -185,4 +213,5 @@ class Stage2:
             closed.sort(key=lambda k: k[0].window_start_ms)
             for key in closed[:excess]:
                 del self.windows[key]
+                self.closed_store.pop(window_id(*key), None)
             self.stats.dropped_closed += excess

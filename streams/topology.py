@@ -43,12 +43,14 @@ def register_topology(
     metrics = app.topic(topics.monitor_metrics, **raw)
     dead = app.topic(topics.dead_letter, **raw)
     joins = app.Table("joins", default=None)
+    closed_windows = app.Table("closed-windows", default=None)
 
     stage1 = Stage1(settings, specs, joins, references, partials, dead)
     stage2 = Stage2(
         specs,
         references,
         metrics,
+        closed_windows,
         allowed_lateness_ms=settings.allowed_lateness_seconds * 1000,
         grace_seconds=settings.window_grace_seconds,
     )
