@@ -34,17 +34,18 @@ def write_spec(directory: Path, model_id: str | None = None, **overrides: Any) -
 
 
 def make_settings(bootstrap: str, prefix: str, workdir: Path, models: Path, **extra: Any) -> Settings:
-    return Settings(
-        kafka_bootstrap=bootstrap,
-        topic_prefix=prefix,
-        app_id=f"app-{prefix.strip('.')}",
-        models_path=models,
-        worker_data_dir=workdir / "worker",
-        topic_partitions=2,
-        batch_within=0.2,
-        _env_file=None,  # type: ignore[call-arg]
+    """Settings of a test worker; ``extra`` overrides any field."""
+    fields: dict[str, Any] = {
+        "kafka_bootstrap": bootstrap,
+        "topic_prefix": prefix,
+        "app_id": f"app-{prefix.strip('.')}",
+        "models_path": models,
+        "worker_data_dir": workdir / "worker",
+        "topic_partitions": 2,
+        "batch_within": 0.2,
         **extra,
-    )
+    }
+    return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
 
 
 class WorkerProcess:
