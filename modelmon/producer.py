@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from modelmon.sdk import MonitorClient
 from modelmon.settings import Settings
@@ -31,7 +32,8 @@ def produce_synthetic(
     generators = [SyntheticModel(spec, seed=seed + i) for i, spec in enumerate(specs.values())]
     sent = 0
     started = time.monotonic()
-    with MonitorClient(settings.kafka_bootstrap, settings.topic_prefix, **settings.kafka_config) as client:
+    producer_config: dict[str, Any] = dict(settings.kafka_config)
+    with MonitorClient(settings.kafka_bootstrap, settings.topic_prefix, **producer_config) as client:
         for _ in range(events):
             for generator in generators:
                 item = generator.prediction()

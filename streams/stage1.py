@@ -223,8 +223,8 @@ class Stage1:
             bundle.add_predictions(
                 [e for e, _ in group], np.array([t for _, t in group]), self.specs[key.model_id]
             )
-        for (index, key), group in pairs.items():
-            self._bundle(all_chunks[index], key).add_labels(group, self.specs[key.model_id])
+        for (index, key), joined in pairs.items():
+            self._bundle(all_chunks[index], key).add_labels(joined, self.specs[key.model_id])
         return closed
 
     # -- housekeeping ------------------------------------------------------------------------

@@ -124,7 +124,7 @@ class Stage2:
     async def process(self, stream: StreamT, events: Sequence[EventT]) -> None:
         for event in events:
             try:
-                data = orjson.loads(event.message.value)
+                data = orjson.loads(event.message.value or b"")
                 bundle = WindowBundle.from_dict(data["bundle"])
                 source, revision, final = str(data["source"]), int(data["revision"]), bool(data["final"])
                 inputs = self.watermarks[bundle.key.model_id]
