@@ -1,4 +1,4 @@
-"""The ``modelmon`` command line: worker, sink, migrate, broker, schema, spec, produce, status, demo."""
+"""The ``modelmon`` command line: worker, sink, migrate, broker, schema, spec, reference, produce, status, demo."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def cli() -> None:
 @cli.command()
 @click.option("--with-sink", is_flag=True, help="Also run the ClickHouse sink in this process.")
 def worker(with_sink: bool) -> None:
-    """Run a stream worker (faust): validate, count, publish metrics."""
+    """Run a stream worker (faust): validate, join labels, aggregate windows, publish metrics."""
     from modelmon.spec import SpecError
     from streams.run import run_worker
 
