@@ -1,4 +1,4 @@
-"""The ``modelmon`` command line: worker, sink, migrate, broker, schema, spec, reference, produce, status, demo."""
+"""The ``modelmon`` command line: worker, sink, migrate, broker, schema, spec, reference, demo, ..."""
 
 from __future__ import annotations
 
