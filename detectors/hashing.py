@@ -39,11 +39,17 @@ def stable_text_hash(texts: npt.ArrayLike, seed: int = 0) -> npt.NDArray[np.uint
         start = _splitmix64(np.array([seed], dtype=np.uint64))[0] ^ _FNV_OFFSET
         hashes = np.full(array.size, start, dtype=np.uint64)
         if width and array.size:
-            codes = array.view(np.uint32).reshape(array.size, width).astype(np.uint64)
-            for position in range(width):
-                code = codes[:, position]
-                # numpy pads short texts with NUL; skipping NULs makes the hash independent of width.
-                hashes = np.where(code != 0, (hashes ^ code) * _FNV_PRIME, hashes)
+            # One contiguous row of code points per character position.
+            codes = np.ascontiguousarray(array.view(np.uint32).reshape(array.size, width).T, dtype=np.uint64)
+            mixed = np.empty_like(hashes)
+            for code in codes:
+                np.bitwise_xor(hashes, code, out=mixed)
+                present = code != 0
+                if present.all():
+                    np.multiply(mixed, _FNV_PRIME, out=hashes)
+                else:
+                    # numpy pads short texts with NUL; skipping NULs makes the hash independent of width.
+                    np.multiply(mixed, _FNV_PRIME, out=hashes, where=present)
         return _splitmix64(hashes)
 
 

@@ -59,7 +59,10 @@ def compute(
         score, p_value = record.statistic(reference_counts, current_counts)
     else:
         ref, cur = numerical_samples(reference, current)
-        score, p_value = record.statistic(ref.values, cur.values, ref.std)
+        if record.sorted_input:
+            score, p_value = record.statistic(ref.sorted_values(), cur.sorted_values(), ref.std)
+        else:
+            score, p_value = record.statistic(ref.values, cur.values, ref.std)
     return DriftResult(
         method=record.name,
         score=score,

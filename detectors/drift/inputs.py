@@ -66,12 +66,17 @@ class NumericalSide:
     count: int
     edges: npt.NDArray[np.float64] | None = None
     bin_counts: npt.NDArray[np.int64] | None = None
+    profile: NumericalFeatureProfile | None = None
+
+    def sorted_values(self) -> npt.NDArray[np.float64]:
+        """``values`` sorted ascending (kept by a reference profile, else sorted now)."""
+        return np.sort(self.values) if self.profile is None else self.profile.sorted_sample
 
     def counts_on(self, edges: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         """Counts on ``edges``; a binned side must have been binned on exactly these edges."""
         if self.edges is None:
             return histogram(self.values, edges)
-        if not np.array_equal(self.edges, edges):
+        if self.edges is not edges and not np.array_equal(self.edges, edges):
             raise ValueError("the aggregate was binned on other edges than the reference's")
         assert self.bin_counts is not None
         return self.bin_counts
@@ -89,7 +94,7 @@ class CategoricalSide:
 def numerical_side(data: DriftInput) -> NumericalSide:
     """Normalise one side for numerical methods."""
     if isinstance(data, NumericalFeatureProfile):
-        return NumericalSide(data.sample, data.std, data.count, data.edges, data.bin_counts)
+        return NumericalSide(data.sample, data.std, data.count, data.edges, data.bin_counts, data)
     if isinstance(data, NumericAggregate):
         return NumericalSide(data.sample, data.std, data.count, data.edges, data.bin_counts)
     if isinstance(data, _SUMMARIES):

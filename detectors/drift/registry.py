@@ -30,7 +30,9 @@ class DriftMethod:
     reservoir samples) plus the reference's standard deviation when ``needs == "samples"``. A
     p-value test drifts when ``p_value < threshold``; a distance when ``score >= threshold``.
     ``effect_method`` and ``min_effect`` give a p-value test the smallest effect worth flagging
-    under noise control (see :mod:`detectors.drift.report`).
+    under noise control (see :mod:`detectors.drift.report`). ``sorted_input`` says a sample method
+    depends only on each side's sorted values: it then gets them sorted ascending, and a reference
+    profile's sorted sample is computed once instead of at every comparison.
     """
 
     name: str
@@ -42,6 +44,7 @@ class DriftMethod:
     statistic: Statistic
     effect_method: str | None = None
     min_effect: float | None = None
+    sorted_input: bool = False
 
     def __post_init__(self) -> None:
         for kind in self.kinds:

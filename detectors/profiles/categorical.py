@@ -12,14 +12,14 @@ commutative and the result is the same as one worker seeing every event.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Self, cast
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from detectors.base import Aggregate
-from detectors.bins import category_counts
-from detectors.features import FeatureKind, FeatureValues, category_labels
+from detectors.bins import count_categories
+from detectors.features import FeatureKind, FeatureValues
 from detectors.hashing import stable_text_hash
 
 _CATEGORY_KINDS = ("boolean", "categorical")
@@ -38,6 +38,18 @@ def _union_capped(
     keep = np.sort(order[:cap])
     folded = int(summed.sum() - summed[keep].sum())
     return unique[keep], summed[keep], folded
+
+
+def _sorted_distinct(categories: Iterable[str]) -> npt.NDArray[np.str_]:
+    """``np.unique`` of the categories as text; skips the sort when they already are sorted and distinct."""
+    if isinstance(categories, np.ndarray) and categories.dtype.kind == "U":
+        array = np.array(categories).reshape(-1)  # a copy: the caller keeps theirs
+    else:
+        array = np.asarray(list(categories), dtype=str)
+    if array.size > 1 and not bool((array[1:] > array[:-1]).all()):
+        array = np.unique(array)
+    array.flags.writeable = False  # shared by the aggregates merged from this one
+    return array
 
 
 class CategoricalAggregate(Aggregate):
@@ -87,13 +99,24 @@ class CategoricalAggregate(Aggregate):
             raise ValueError(f"max_new_categories must be an integer >= 0, got {max_new_categories!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-        pinned = np.unique(np.asarray(list(categories), dtype=str))
+        pinned = _sorted_distinct(categories)
         self.categories: tuple[str, ...] = tuple(pinned.tolist())
         self.max_new_categories = max_new_categories
         self.feature_kind = feature_kind
         self.seed = seed
         self._pinned = pinned
         self._reset()
+
+    def _empty_like(self) -> Self:
+        """An empty aggregate with these settings, sharing the (read-only) reference categories."""
+        twin = object.__new__(type(self))
+        twin.categories = self.categories
+        twin.max_new_categories = self.max_new_categories
+        twin.feature_kind = self.feature_kind
+        twin.seed = self.seed
+        twin._pinned = self._pinned
+        twin._reset()
+        return twin
 
     def _reset(self) -> None:
         self._pinned_counts = np.zeros(self._pinned.size, dtype=np.int64)
@@ -137,11 +160,9 @@ class CategoricalAggregate(Aggregate):
 
     def update_batch(self, values: FeatureValues) -> None:
         """Fold a 1-D batch of values in."""
-        labels, mask = category_labels(values, self.feature_kind)
-        if mask is not None:
-            self._missing += int(mask.size - labels.size)
-        if labels.size:
-            names, counts = category_counts(labels)
+        names, counts, missing = count_categories(values, self.feature_kind)
+        self._missing += missing
+        if names.size:
             self._add(names, counts)
 
     def _add(self, names: npt.NDArray[np.str_], counts: npt.NDArray[np.int64]) -> None:
@@ -171,19 +192,16 @@ class CategoricalAggregate(Aggregate):
                 "cannot merge categorical aggregates with different categories, max_new_categories, "
                 "feature_kind or seed"
             )
-        merged = type(self)(
-            self.categories,
-            max_new_categories=self.max_new_categories,
-            feature_kind=cast(FeatureKind, self.feature_kind),
-            seed=self.seed,
-        )
+        merged = self._empty_like()
         merged._pinned_counts = self._pinned_counts + other._pinned_counts
-        merged._new_names, merged._new_counts, folded = _union_capped(
-            np.concatenate([self._new_names, other._new_names]),
-            np.concatenate([self._new_counts, other._new_counts]),
-            self.max_new_categories,
-            self.seed,
-        )
+        folded = 0
+        if self._new_names.size or other._new_names.size:
+            merged._new_names, merged._new_counts, folded = _union_capped(
+                np.concatenate([self._new_names, other._new_names]),
+                np.concatenate([self._new_counts, other._new_counts]),
+                self.max_new_categories,
+                self.seed,
+            )
         merged._other = self._other + other._other + folded
         merged._missing = self._missing + other._missing
         return merged

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any, Self
 
 import numpy as np
@@ -12,6 +13,20 @@ from detectors.base import Aggregate
 from detectors.bins import check_edges, histogram
 from detectors.features import FeatureValues, numeric_values
 from detectors.profiles.sampling import BottomKSample
+
+
+@lru_cache(maxsize=256)
+def _checked_edges(raw: bytes) -> npt.NDArray[np.float64]:
+    # Every aggregate on the same edges (all windows of a feature, and each one rebuilt from a
+    # dict) shares one validated, read-only array: no re-validation, and merges compare identity.
+    edges = check_edges(np.frombuffer(raw, dtype=np.float64))
+    edges.flags.writeable = False
+    return edges
+
+
+def clear_cache() -> None:
+    """Forget the validated bin edges kept so far (benchmarks call it to time cold runs)."""
+    _checked_edges.cache_clear()
 
 
 def combine_moments(
@@ -71,11 +86,19 @@ class NumericAggregate(Aggregate):
     kind = "numeric"
 
     def __init__(self, edges: npt.ArrayLike, *, sample_size: int = 1024, seed: int = 0) -> None:
-        self.edges = check_edges(edges)
-        self.edges.flags.writeable = False
+        self.edges = _checked_edges(np.asarray(edges, dtype=np.float64).reshape(-1).tobytes())
         self.sample_size = sample_size
         self.seed = seed
         self._reset()
+
+    def _empty_like(self) -> Self:
+        """An empty aggregate with these settings, sharing the (read-only, validated) edges."""
+        twin = object.__new__(type(self))
+        twin.edges = self.edges
+        twin.sample_size = self.sample_size
+        twin.seed = self.seed
+        twin._reset()
+        return twin
 
     def _reset(self) -> None:
         self._bin_counts = np.zeros(self.edges.size - 1, dtype=np.int64)
@@ -164,9 +187,9 @@ class NumericAggregate(Aggregate):
     def merge(self, other: Self) -> Self:
         if not isinstance(other, NumericAggregate):
             raise TypeError(f"cannot merge a NumericAggregate with {type(other).__name__}")
-        if not np.array_equal(self.edges, other.edges):
+        if self.edges is not other.edges and not np.array_equal(self.edges, other.edges):
             raise ValueError("cannot merge numeric aggregates built on different bin edges")
-        merged = type(self)(self.edges, sample_size=self.sample_size, seed=self.seed)
+        merged = self._empty_like()
         merged._bin_counts = self._bin_counts + other._bin_counts
         merged._count, merged._mean, merged._m2 = combine_moments(
             (self._count, self._mean, self._m2), (other._count, other._mean, other._m2)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from detectors.base import same_state
-from detectors.bins import category_counts, histogram, reference_edges
-from detectors.features import FeatureKind, FeatureValues, category_labels, check_kind, numeric_values
+from detectors.bins import count_categories, reference_edges
+from detectors.features import FeatureKind, FeatureValues, check_kind, numeric_values
 from detectors.profiles.categorical import CategoricalAggregate
 from detectors.profiles.numeric import NumericAggregate
 from detectors.profiles.sampling import BottomKSample
@@ -48,21 +49,30 @@ class NumericalFeatureProfile:
         present, mask = numeric_values(values)
         if present.size == 0:
             raise ValueError("a numerical reference needs at least one present value")
-        edges = reference_edges(present)
+        # One sort gives the deciles (the same order statistics np.quantile picks), the bin counts
+        # (values below each edge), the extremes and the distinct values. The mean, the std and
+        # the sample's keys read the values in their own order, as before.
+        ordered = np.sort(present)
+        edges = reference_edges(ordered)
         sampler = BottomKSample(sample_size, seed)
         sampler.add_present(present)
         return cls(
             edges=_readonly(edges),
-            bin_counts=_readonly(histogram(present, edges)),
+            bin_counts=_readonly(np.diff(np.searchsorted(ordered, edges, side="left")).astype(np.int64)),
             count=int(present.size),
             missing=0 if mask is None else int(mask.size - present.size),
             mean=float(np.mean(present)),
             std=float(np.std(present)),
-            min=float(present.min()),
-            max=float(present.max()),
-            n_unique=int(np.unique(present).size),
+            min=float(ordered[0]),
+            max=float(ordered[-1]),
+            n_unique=int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1,
             sample=_readonly(sampler.values.copy()),
         )
+
+    @cached_property
+    def sorted_sample(self) -> npt.NDArray[np.float64]:
+        """``sample`` sorted ascending (read-only), computed once: what KS and friends sort anyway."""
+        return _readonly(np.sort(self.sample))
 
     def window_aggregate(
         self, *, sample_size: int = 1024, max_new_categories: int = 100, seed: int = 0
@@ -127,18 +137,17 @@ class CategoricalFeatureProfile:
         """Profile one column; ``None`` and NaN count as missing."""
         if kind not in ("categorical", "boolean"):
             raise ValueError(f"kind must be categorical or boolean, got {kind!r}")
-        labels, mask = category_labels(values, kind)
-        if labels.size == 0:
+        names, counts, missing = count_categories(values, kind)
+        if names.size == 0:
             raise ValueError(f"a {kind} reference needs at least one present value")
-        names, counts = category_counts(labels)
         kept = np.sort(np.lexsort((names, -counts))[:max_categories])
         return cls(
             kind=kind,
             categories=_readonly(names[kept]),
             category_counts=_readonly(counts[kept]),
             other=int(counts.sum() - counts[kept].sum()),
-            count=int(labels.size),
-            missing=0 if mask is None else int(mask.size - labels.size),
+            count=int(counts.sum()),
+            missing=missing,
             n_unique=int(names.size),
         )
 
@@ -151,7 +160,7 @@ class CategoricalFeatureProfile:
     ) -> CategoricalAggregate:
         """An empty window aggregate counting this reference's categories exactly (``sample_size`` unused)."""
         return CategoricalAggregate(
-            self.categories.tolist(), max_new_categories=max_new_categories, feature_kind=self.kind, seed=seed
+            self.categories, max_new_categories=max_new_categories, feature_kind=self.kind, seed=seed
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -28,15 +28,48 @@ def _check_count(name: str, value: int, minimum: int) -> int:
 
 
 def _smallest_keys(
-    keys: npt.NDArray[np.float64], values: npt.NDArray[np.float64], size: int
+    keys: npt.NDArray[np.float64], values: npt.NDArray[np.float64], size: int, *, runs: bool = False
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """The ``size`` (key, value) pairs with the smallest keys, sorted by key then value."""
+    """The ``size`` (key, value) pairs with the smallest keys, sorted by key then value.
+
+    Which pairs are kept and their order depend only on the multiset of pairs, so the result is
+    that of a full ``np.lexsort((values, keys))[:size]`` however it is reached; the shortcuts below
+    only narrow down the candidates first and skip the tie-breaking sort when no key is repeated.
+    ``runs`` says ``keys`` is mostly made of sorted runs (a merge), where a stable sort is quickest.
+    """
     if keys.size > size:
-        kth = keys[np.argpartition(keys, size - 1)[size - 1]]
-        candidates = np.flatnonzero(keys <= kth)
-        keys, values = keys[candidates], values[candidates]
-    order = np.lexsort((values, keys))[:size]
+        candidates = _candidates(keys, size)
+        if candidates is not None:
+            keys, values = keys[candidates], values[candidates]
+    # Sort by key alone (timsort merges sorted runs in one pass; quicksort is quicker on random
+    # keys). Only equal keys (or NaN) among the first ``size + 1`` need the value to break ties;
+    # then sort by (key, value) as the definition says.
+    order = np.argsort(keys, kind="stable" if runs else "quicksort")
+    head = keys[order[: size + 1]]
+    if head.size > 1 and (bool(np.isnan(head[-1])) or bool((head[1:] == head[:-1]).any())):
+        if head.size > size and np.isnan(head[size - 1]):
+            # Fewer than ``size`` keys are numbers: a NaN cut-off keeps nothing (as it always has).
+            return keys[:0], values[:0]
+        order = np.lexsort((values, keys))
+    order = order[:size]
     return keys[order], values[order]
+
+
+def _candidates(keys: npt.NDArray[np.float64], size: int) -> npt.NDArray[np.intp] | None:
+    """Indices of a subset of ``keys`` holding the ``size`` smallest and every key equal to the last
+    of them, or ``None`` when that is (nearly) all of them."""
+    n = keys.size
+    if n <= 2 * size:
+        return None
+    # Keys are meant to be uniform in [0, 1): guess a cut-off a few standard deviations above the
+    # size-th smallest, and check that it holds enough keys (any non-uniform keys just fall back).
+    guess = (size + 4.0 * np.sqrt(size) + 16.0) / n
+    if guess < 1.0:
+        candidates = np.flatnonzero(keys <= guess)
+        if size <= candidates.size <= 2 * size + 64:
+            return candidates
+    kth = keys[np.argpartition(keys, size - 1)[size - 1]]
+    return np.flatnonzero(keys <= kth)
 
 
 class BottomKSample(Aggregate):
@@ -119,13 +152,21 @@ class BottomKSample(Aggregate):
         if present.size == 0:
             return
         if keys is None:
-            fingerprint = zlib.crc32(np.ascontiguousarray(present).tobytes())
+            fingerprint = zlib.crc32(np.ascontiguousarray(present).data)
             rng = np.random.default_rng([self.seed, self._rows_seen, fingerprint])
             keys = rng.random(present.size)
         self._rows_seen += int(present.size)
-        self._keys, self._values = _smallest_keys(
-            np.concatenate([self._keys, keys]), np.concatenate([self._values, present]), self.size
-        )
+        if self._keys.size >= self.size and not np.isnan(self._keys[-1]):
+            # Full: a new key above the largest kept one can never be among the smallest.
+            fits = keys <= self._keys[-1]
+            if not fits.all():
+                keys, present = keys[fits], present[fits]
+            if keys.size == 0:
+                return
+        runs = self._keys.size >= keys.size  # mostly the kept (sorted) keys: a merge
+        if self._keys.size:
+            keys, present = np.concatenate([self._keys, keys]), np.concatenate([self._values, present])
+        self._keys, self._values = _smallest_keys(keys, present, self.size, runs=runs)
 
     def _check_compatible(self, other: BottomKSample) -> None:
         if not isinstance(other, BottomKSample):
@@ -143,6 +184,7 @@ class BottomKSample(Aggregate):
             np.concatenate([self._keys, other._keys]),
             np.concatenate([self._values, other._values]),
             self.size,
+            runs=True,
         )
         return merged
 
