@@ -156,7 +156,7 @@ def changelog_partition_of(event: EventT) -> Iterator[None]:
     faust sends a table write to the changelog partition of the *current event*, a context
     variable; a batch mixes partitions, so each partition's keys are written under one of its own
     events. Only the context variable is set (and restored): the stream's ``current_event``
-    attribute must stay untouched, because ``take_events`` reads it to record the next message.
+    attribute is left untouched.
     """
     token = faust_streams._current_event.set(weakref.ref(event))
     try:

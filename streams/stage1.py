@@ -124,6 +124,7 @@ class Stage1:
 
     async def process(self, stream: StreamT, events: Sequence[EventT]) -> None:
         dead: list[DeadLetter] = []
+        dead_events: list[EventT] = []
         closed: list[Chunk] = []
         by_tp: dict[tuple[str, int], list[tuple[EventT, PredictionEvent | GroundTruthEvent]]] = defaultdict(
             list
@@ -132,11 +133,8 @@ class Stage1:
             message = event.message
             tp = (message.topic, message.partition)
             if message.offset <= self._last_offset.get(tp, -1):
-                # Delivered again within this process (faust's take_events can record one message
-                # twice at a batch boundary): it is already folded and held, so it must not count
-                # twice. take_events acks every entry it recorded, so balance that extra ack, or the
-                # message would be released before its chunk is published.
-                message.incref()
+                # Read again in this process: already folded and held by its chunk, so it must not
+                # count twice; its hold is left in place (at worst a commit waits for a restart).
                 self.stats.redelivered += 1
                 continue
             self._last_offset[tp] = message.offset
@@ -145,6 +143,7 @@ class Stage1:
             except InvalidEvent as error:
                 raw = RawMessage(message.value, message.topic, message.partition, message.offset, message.key)
                 dead.append(dead_letter(raw, error))
+                dead_events.append(event)
                 continue
             by_tp[(message.topic, message.partition)].append((event, parsed))
 
@@ -153,6 +152,8 @@ class Stage1:
                 closed.extend(self._fold(topic, partition, items))
 
         await publish_all(self.dead_topic, [(d.dedup_key().encode(), model_to_json(d)) for d in dead])
+        for event in dead_events:
+            await stream.ack(event)  # its output, the dead letter, is acknowledged
         for chunk in closed:
             await publish_all(self.partials_topic, chunk.partial_messages(final=True))
             self.stats.partials_published += len(chunk.bundles)
@@ -177,8 +178,7 @@ class Stage1:
             if previous is not None:
                 closed.append(previous)
             chunks_seen[chunk.index] = chunk
-            message.incref()
-            chunk.held.append(event)
+            chunk.held.append(event)  # held since it was read (streams.batching); released at close
             origin = f"{topic}|{partition}|{message.offset}"
             if isinstance(parsed, PredictionEvent):
                 self.stats.predictions += 1

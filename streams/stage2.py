@@ -134,15 +134,17 @@ class Stage2:
                 # An internal topic written by stage 1 only: a bad message is a bug; say so, skip it.
                 self.stats.invalid_partials += 1
                 log.error("invalid partial at %s: %s", event.message.tp, error)
+                await stream.ack(event)
                 continue
             self.stats.partials += 1
             state = self.windows.get((bundle.key, ref))
             if state is None:
                 state = self._restore(bundle.key, ref, event.message.partition)
                 self.windows[(bundle.key, ref)] = state
-            state.add(source, revision, final, bundle)
-            event.message.incref()
-            state.held.append(event)
+            if state.add(source, revision, final, bundle):
+                state.held.append(event)  # held since it was read (streams.batching); released on emit
+            else:
+                await stream.ack(event)  # already merged (and saved) or superseded: nothing to hold
         await self.close_ready(stream)
 
     def _restore(self, key: BundleKey, ref: str, partition: int) -> WindowState:

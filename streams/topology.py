@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from faust.types import StreamT
 
 from modelmon.settings import Settings
 from modelmon.spec import ModelSpec
+from streams.batching import EventBatcher
 from streams.stage1 import ReferenceLookup, Stage1
 from streams.stage2 import Stage2
 
@@ -57,33 +59,42 @@ def register_topology(
     streams: dict[str, StreamT] = {}
     batches = {"stage1": 0}
 
+    async def stage1_batch(stream: StreamT, events: Sequence[Any]) -> None:
+        await stage1.process(stream, events)
+        batches["stage1"] += 1
+        if batches["stage1"] % EXPIRE_EVERY_BATCHES == 0:
+            latest = {e.message.partition: e for e in events}
+            stage1.expire_entries(int(time.time() * 1000), latest)
+
+    stage1_batcher = EventBatcher(stage1_batch, size=settings.batch_size, within=settings.batch_within)
+    stage2_batcher = EventBatcher(stage2.process, size=settings.batch_size, within=settings.batch_within)
+
     @app.agent(inputs, name="stage1")
     async def stage1_agent(stream: StreamT) -> None:
         streams["stage1"] = stream
-        take = stream.take_events  # type: ignore[attr-defined]  # faust's stubs lack it
-        async for events in take(settings.batch_size, within=settings.batch_within):
-            await stage1.process(stream, events)
-            batches["stage1"] += 1
-            if batches["stage1"] % EXPIRE_EVERY_BATCHES == 0:
-                latest = {e.message.partition: e for e in events}
-                stage1.expire_entries(int(time.time() * 1000), latest)
+        await stage1_batcher.consume(stream)
 
     @app.agent(partials, name="stage2")
     async def stage2_agent(stream: StreamT) -> None:
         streams["stage2"] = stream
-        take = stream.take_events  # type: ignore[attr-defined]  # faust's stubs lack it
-        async for events in take(settings.batch_size, within=settings.batch_within):
-            await stage2.process(stream, events)
+        await stage2_batcher.consume(stream)
+
+    @app.timer(interval=min(settings.batch_within, 0.5))
+    async def flush_partial_batches() -> None:
+        await stage1_batcher.flush_if_due()
+        await stage2_batcher.flush_if_due()
 
     @app.timer(interval=settings.idle_flush_seconds)
     async def flush_idle_chunks() -> None:
-        await stage1.flush_idle(settings.idle_flush_seconds)
+        async with stage1_batcher.lock:
+            await stage1.flush_idle(settings.idle_flush_seconds)
 
     @app.timer(interval=1.0)
     async def close_windows() -> None:
         stream = streams.get("stage2")
         if stream is not None:
-            await stage2.close_ready(stream)
+            async with stage2_batcher.lock:
+                await stage2.close_ready(stream)
 
     @app.timer(interval=10.0)
     async def report() -> None:
