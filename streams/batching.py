@@ -22,10 +22,16 @@ BatchHandler = Callable[[StreamT, Sequence[EventT]], Awaitable[None]]
 
 
 class EventBatcher:
-    """Collects events into batches of ``size``, or whatever arrived within ``within`` seconds."""
+    """Collects events into batches of ``size``, or whatever arrived within ``within`` seconds.
 
-    def __init__(self, handler: BatchHandler, *, size: int, within: float) -> None:
+    ``is_current`` tells whether an event was read under the consumer's current assignment.
+    """
+
+    def __init__(
+        self, handler: BatchHandler, *, size: int, within: float, is_current: Callable[[EventT], bool]
+    ) -> None:
         self.handler = handler
+        self.is_current = is_current
         self.size = size
         self.within = within
         self.lock = asyncio.Lock()
@@ -51,6 +57,9 @@ class EventBatcher:
 
     async def flush(self) -> None:
         async with self.lock:
-            batch, self._pending = self._pending, []
+            # Events read before a rebalance belong to an old assignment: their partitions are
+            # replayed by whoever owns them now, so they are dropped here, not processed twice.
+            batch = [e for e in self._pending if self.is_current(e)]
+            self._pending = []
             if batch and self._stream is not None:
                 await self.handler(self._stream, batch)

@@ -66,8 +66,12 @@ def register_topology(
             latest = {e.message.partition: e for e in events}
             stage1.expire_entries(int(time.time() * 1000), latest)
 
-    stage1_batcher = EventBatcher(stage1_batch, size=settings.batch_size, within=settings.batch_within)
-    stage2_batcher = EventBatcher(stage2.process, size=settings.batch_size, within=settings.batch_within)
+    def is_current(event: Any) -> bool:
+        return bool(event.message.generation_id == app.consumer_generation_id)
+
+    size, within = settings.batch_size, settings.batch_within
+    stage1_batcher = EventBatcher(stage1_batch, size=size, within=within, is_current=is_current)
+    stage2_batcher = EventBatcher(stage2.process, size=size, within=within, is_current=is_current)
 
     @app.agent(inputs, name="stage1")
     async def stage1_agent(stream: StreamT) -> None:
