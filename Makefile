@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench install clean
+.PHONY: demo test lint typecheck bench bench-detectors bench-pipeline install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy modelmon streams sinks detectors retrain_trigger dashboards
 
-bench: $(STAMP)
+bench: bench-detectors bench-pipeline
+
+bench-detectors: $(STAMP)
 	bash bench/setup_peers.sh && $(BIN)/python bench/bench_detectors.py
+
+bench-pipeline: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]' && $(BIN)/python bench/bench_pipeline.py
 
 clean:
 	rm -rf $(VENV) .modelmon .pytest_cache .ruff_cache .mypy_cache reports
