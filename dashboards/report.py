@@ -1,0 +1,225 @@
+"""The key dashboard panels as pictures, without Grafana: PNG files and one self-contained HTML page.
+
+``write_report(client, models, out_dir, since)`` runs the panels' own SQL (``dashboards.sql``,
+expanded as Grafana would by ``dashboards.runner``) over the last ``since`` and draws, per model,
+the drift score heatmap, performance over time (with the spec's alert thresholds), data fidelity
+(missing values, lateness) and the alert timeline, with matplotlib. The HTML embeds every PNG as a
+``data:`` URI, so the page can be mailed or archived alone. Nothing is written to ClickHouse.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from clickhouse_connect.driver.client import Client
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from dashboards.catalog import build_dashboards
+from dashboards.grafana import Dashboard, Panel
+from dashboards.runner import QueryResult, TimeRange, resolve_variables, run_query
+from modelmon.spec import ModelSpec, parse_duration
+
+logger = logging.getLogger(__name__)
+
+# (dashboard uid, panel key, picture kind, file suffix) per picture, in page order. Performance has
+# two panels: the one matching the model's task has rows, the other is skipped.
+PICTURES = (
+    ("modelmon-drift", "drift_heatmap", "heatmap", "drift-heatmap"),
+    ("modelmon-performance", "perf_classification", "lines", "performance"),
+    ("modelmon-performance", "perf_regression", "lines", "performance"),
+    ("modelmon-fidelity", "fidelity_missing_rate", "lines", "fidelity-missing"),
+    ("modelmon-fidelity", "fidelity_lateness", "lines", "fidelity-lateness"),
+    ("modelmon-alerts", "alerts_timeline", "timeline", "alerts"),
+)
+STATE_COLORS = {0: "#56a64b", 1: "#f2cc0c", 2: "#e02f44"}
+STATE_NAMES = {0: "resolved", 1: "pending", 2: "firing"}
+
+
+@dataclass(frozen=True)
+class Picture:
+    model: str
+    title: str
+    path: Path | None  # None: the panel had no rows for this model
+    rows: int
+
+
+def _figure() -> tuple[Figure, Any]:
+    figure = Figure(figsize=(10, 3.6), dpi=100, layout="constrained")
+    return figure, figure.add_subplot()
+
+
+def _draw_lines(result: QueryResult, thresholds: QueryResult | None, title: str, unit: str) -> Figure:
+    figure, axes = _figure()
+    label_column = next(c for c in result.columns if c not in ("time", "value"))
+    series: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
+    for row in result.rows:
+        record = dict(zip(result.columns, row, strict=True))
+        series[str(record[label_column])].append((record["time"], float(record["value"])))
+    for name, points in sorted(series.items()):
+        axes.plot([t for t, _ in points], [v for _, v in points], marker=".", linewidth=1.2, label=name)
+    for row in thresholds.rows if thresholds else []:
+        record = dict(zip(thresholds.columns, row, strict=True)) if thresholds else {}
+        axes.axhline(float(record["value"]), color="#e02f44", linestyle="--", linewidth=1)
+    if thresholds and thresholds.rows:
+        names = sorted(
+            {str(dict(zip(thresholds.columns, r, strict=True))["series"]) for r in thresholds.rows}
+        )
+        axes.plot([], [], color="#e02f44", linestyle="--", label=", ".join(names))
+    axes.set_title(title, loc="left", fontsize=11)
+    axes.set_ylabel({"percentunit": "fraction", "ms": "milliseconds"}.get(unit, unit))
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    return figure
+
+
+def _draw_heatmap(result: QueryResult, title: str) -> Figure:
+    figure, axes = _figure()
+    times = sorted({row[0] for row in result.rows})
+    features = sorted({str(row[1]) for row in result.rows})
+    grid = np.full((len(features), len(times)), np.nan)
+    for time, feature, value in result.rows:
+        grid[features.index(str(feature)), times.index(time)] = float(value)
+    image = axes.imshow(grid, aspect="auto", cmap="RdYlGn_r", interpolation="nearest", vmin=0)
+    axes.set_yticks(range(len(features)), features, fontsize=8)
+    step = max(1, len(times) // 8)
+    axes.set_xticks(
+        range(0, len(times), step), [times[i].strftime("%H:%M") for i in range(0, len(times), step)]
+    )
+    axes.set_xlabel("window start (UTC)")
+    axes.set_title(title, loc="left", fontsize=11)
+    figure.colorbar(image, ax=axes, label="drift score")
+    return figure
+
+
+def _draw_timeline(result: QueryResult, end: datetime, title: str) -> Figure:
+    figure, axes = _figure()
+    by_alert: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
+    for time, alert, value in result.rows:
+        by_alert[str(alert)].append((time, int(value)))
+    names = sorted(by_alert)
+    for index, name in enumerate(names):
+        changes = sorted(by_alert[name])
+        for (start, state), (stop, _next) in zip(changes, [*changes[1:], (end, -1)], strict=True):
+            axes.barh(index, stop - start, left=start, color=STATE_COLORS.get(state, "grey"), height=0.6)
+    axes.set_yticks(range(len(names)), names, fontsize=8)
+    handles = [Patch(color=color, label=STATE_NAMES[state]) for state, color in STATE_COLORS.items()]
+    axes.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    axes.set_title(title, loc="left", fontsize=11)
+    axes.grid(alpha=0.3, axis="x")
+    return figure
+
+
+def _panel(dashboards: Mapping[str, Dashboard], uid: str, key: str) -> Panel:
+    return next(panel for panel in dashboards[uid].panels if panel.key == key)
+
+
+def render_model(
+    client: Client, model: str, dashboards: Mapping[str, Dashboard], time_range: TimeRange, out_dir: Path
+) -> list[Picture]:
+    """The PNG files of one model (one per panel with rows)."""
+    pictures: list[Picture] = []
+    done: set[str] = set()
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in model)
+    for uid, key, kind, suffix in PICTURES:
+        if suffix in done:
+            continue
+        dashboard, panel = dashboards[uid], _panel(dashboards, uid, key)
+        # The whole model (segment ''), every version; the alert dashboard's model is multi-value.
+        multi = any(v.name == "model" and v.multi for v in dashboard.variables)
+        chosen: dict[str, Any] = {"model": [model] if multi else model, "segment": [""]}
+        try:
+            variables = resolve_variables(client, dashboard, time_range, chosen)
+        except LookupError as error:
+            logger.info("%s: %s", model, error)
+            variables = {}
+        results = (
+            [run_query(client, q, panel, time_range, variables) for q in panel.queries] if variables else []
+        )
+        if not results or not results[0].rows:
+            if suffix != "performance":
+                pictures.append(Picture(model, panel.title, None, 0))
+            continue
+        if kind == "heatmap":
+            figure = _draw_heatmap(results[0], f"{model}: {panel.title}")
+        elif kind == "timeline":
+            figure = _draw_timeline(results[0], time_range.end, f"{model}: {panel.title}")
+        else:
+            thresholds = results[1] if len(results) > 1 else None
+            figure = _draw_lines(results[0], thresholds, f"{model}: {panel.title}", panel.unit)
+        path = out_dir / f"{safe}-{suffix}.png"
+        figure.savefig(path)
+        done.add(suffix)
+        pictures.append(Picture(model, panel.title, path, len(results[0].rows)))
+    return pictures
+
+
+def _html(pictures: Sequence[Picture], models: Sequence[str], time_range: TimeRange) -> str:
+    span = f"{time_range.start:%Y-%m-%d %H:%M} to {time_range.end:%Y-%m-%d %H:%M} UTC"
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>modelmon report</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}img{max-width:100%}"
+        "h2{border-bottom:1px solid #ccc}.empty{color:#888}</style></head><body>",
+        f"<h1>modelmon report</h1><p>{html.escape(span)}. Models: "
+        f"{html.escape(', '.join(models)) or 'none'}.</p>",
+    ]
+    for model in models:
+        parts.append(f"<h2 id='{html.escape(model)}'>{html.escape(model)}</h2>")
+        for picture in (p for p in pictures if p.model == model):
+            if picture.path is None:
+                parts.append(
+                    f"<p class='empty'>{html.escape(picture.title)}: no data in this time range.</p>"
+                )
+                continue
+            data = base64.b64encode(picture.path.read_bytes()).decode("ascii")
+            parts.append(
+                f"<figure><img alt='{html.escape(model)}: {html.escape(picture.title)}' "
+                f"src='data:image/png;base64,{data}'></figure>"
+            )
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def models_with_data(
+    client: Client, since: str | timedelta = "1h", *, now: datetime | None = None
+) -> list[str]:
+    """Models with stage-2 metrics in the last ``since`` (the report's default model list)."""
+    end = now or datetime.now(UTC)
+    rows = client.query(
+        "SELECT DISTINCT model_id FROM metric_points FINAL WHERE source = 'stage2' "
+        "AND window_start >= {start:DateTime64(3)} ORDER BY model_id",
+        parameters={"start": end - parse_duration(since)},
+    ).result_rows
+    return [str(row[0]) for row in rows]
+
+
+def write_report(
+    client: Client,
+    models: Sequence[str],
+    out_dir: Path,
+    since: str | timedelta = "1h",
+    *,
+    now: datetime | None = None,
+    specs: Mapping[str, ModelSpec] | None = None,
+) -> Path:
+    """Render the key panels of ``models`` over the last ``since`` into ``out_dir``; return the HTML path.
+
+    ``specs`` (model id → spec) adds the alert thresholds to the performance pictures.
+    """
+    end = now or datetime.now(UTC)
+    time_range = TimeRange(end - parse_duration(since), end, max_points=200)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dashboards = {dashboard.uid: dashboard for dashboard in build_dashboards(specs)}
+    pictures = [p for model in models for p in render_model(client, model, dashboards, time_range, out_dir)]
+    page = out_dir / "index.html"
+    page.write_text(_html(pictures, list(models), time_range), encoding="utf-8")
+    return page

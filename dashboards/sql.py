@@ -1,0 +1,281 @@
+"""The SQL of every panel: ClickHouse queries over ``metric_points``, ``alerts``, ``retrain_requests``,
+``dead_letters`` and ``reference_profiles``, written with the Grafana ClickHouse plugin's macros.
+
+One place for the queries, so the dashboards (``dashboards.catalog``) and the report without
+Grafana (``dashboards.report``) read exactly the same rows. Conventions:
+
+* ``metric_points`` is read with ``FINAL`` (ReplacingMergeTree: a replayed window counts once) and
+  only its ``source = 'stage2'`` points (the window totals of stage 2).
+* Time series queries return ``time``, optional string label columns and a ``value`` column (long
+  format); the plugin turns them into one series per label combination.
+* Variables: ``'${model}'`` is a single model; ``${version}``, ``${segment}``, ``${feature}`` are
+  multi-value lists the plugin formats as ``'a','b'``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+# Drift score metric names (one per method, docs/metric-names.md). tests/test_dashboards.py checks
+# them against the detectors' registry (dashboards/ may import modelmon only).
+DRIFT_METRICS = (
+    "psi",
+    "kl_divergence",
+    "jensen_shannon",
+    "hellinger",
+    "ks",
+    "cramer_von_mises",
+    "wasserstein",
+    "chi_square",
+    "z_proportion",
+)
+PREDICTION_FEATURE = "__prediction__"
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+REGRESSION_METRICS = ("mae", "rmse")
+FEATURE_RATES = ("missing_rate", "type_violation_rate", "range_violation_rate", "unseen_category_rate")
+SCHEMA_RATES = ("required_missing_event_rate", "unknown_feature_rate", "duplicate_rate")
+LATENESS = ("lateness_p50_ms", "lateness_p95_ms", "lateness_p99_ms", "lateness_max_ms")
+LABEL_DELAY_METRICS = ("label_delay_p50_ms", "label_delay_p95_ms", "label_delay_max_ms")
+
+POINTS = "metric_points FINAL"
+STAGE2 = "source = 'stage2' AND $__timeFilter(window_start)"
+MODEL = (
+    f"{STAGE2} AND model_id = '${{model}}' AND model_version IN (${{version}}) AND segment IN (${{segment}})"
+)
+FEATURE_FILTER = "$__conditionalAll(feature IN (${feature}), $feature)"
+# Series label of a model-level metric: metric, version and segment.
+SERIES = "concat(metric, ' v', model_version, if(segment = '', '', concat(' ', segment)))"
+# Seconds per window, for rates.
+WINDOW_SECONDS = "greatest(dateDiff('millisecond', window_start, window_end) / 1000, 0.001)"
+
+
+def names(values: Iterable[str]) -> str:
+    """A SQL list of string literals.
+
+    >>> names(["psi", "ks"])
+    "'psi', 'ks'"
+    """
+    return ", ".join("'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'" for value in values)
+
+
+# ----------------------------------------------------------------------------------------------
+# Template variables
+# ----------------------------------------------------------------------------------------------
+VAR_MODEL = f"SELECT DISTINCT model_id FROM {POINTS} WHERE {STAGE2} ORDER BY model_id"
+VAR_VERSION = (
+    f"SELECT DISTINCT model_version FROM {POINTS} WHERE {STAGE2} AND model_id = '${{model}}' "
+    "ORDER BY model_version"
+)
+VAR_SEGMENT = (
+    f"SELECT DISTINCT segment AS value, if(segment = '', '(whole model)', segment) AS text FROM {POINTS} "
+    f"WHERE {STAGE2} AND model_id = '${{model}}' ORDER BY segment"
+)
+VAR_FEATURE = (
+    f"SELECT DISTINCT feature FROM {POINTS} WHERE {STAGE2} AND model_id = '${{model}}' "
+    f"AND feature NOT IN ('', '{PREDICTION_FEATURE}') ORDER BY feature"
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Generic shapes
+# ----------------------------------------------------------------------------------------------
+def model_series(metrics: Sequence[str]) -> str:
+    """Model-level metrics of the selected model over time, one series per metric/version/segment."""
+    return (
+        f"SELECT window_start AS time, {SERIES} AS series, avg(value) AS value FROM {POINTS} "
+        f"WHERE {MODEL} AND feature = '' AND metric IN ({names(metrics)}) "
+        "GROUP BY time, series ORDER BY time"
+    )
+
+
+def feature_series(metric: str | Sequence[str], *, where: str = "") -> str:
+    """Per-feature metrics of the selected model over time, one series per feature (worst segment)."""
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    extra = f" AND {where}" if where else ""
+    return (
+        f"SELECT window_start AS time, feature, max(value) AS value FROM {POINTS} "
+        f"WHERE {MODEL} AND feature NOT IN ('', '{PREDICTION_FEATURE}') AND {FEATURE_FILTER} "
+        f"AND metric IN ({names(metrics)}){extra} GROUP BY time, feature ORDER BY time"
+    )
+
+
+def threshold_lines(rules: Mapping[tuple[str, str], float], metrics: Sequence[str]) -> str | None:
+    """Horizontal lines at the spec's alert thresholds of ``metrics`` for the selected model.
+
+    ``rules`` maps (model, metric) to a threshold (``dashboards.catalog.spec_thresholds``). ``None``
+    when no model has a rule on these metrics.
+    """
+    rows = [(model, metric, value) for (model, metric), value in sorted(rules.items()) if metric in metrics]
+    if not rows:
+        return None
+    literal = ", ".join(f"({names([m])}, {names([k])}, {float(v)!r})" for m, k, v in rows)
+    return (
+        "SELECT t AS time, concat(rule.2, ' alert threshold') AS series, rule.3 AS value "
+        f"FROM (SELECT arrayJoin([{literal}]) AS rule) "
+        "ARRAY JOIN [$__fromTime, $__toTime] AS t "
+        "WHERE rule.1 = '${model}' ORDER BY series, time"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Fleet overview
+# ----------------------------------------------------------------------------------------------
+FLEET_MODELS = f"SELECT uniqExact(model_id) AS models FROM {POINTS} WHERE {STAGE2} AND metric = 'events'"
+FLEET_EVENTS_PER_SECOND = (
+    f"SELECT $__timeInterval(window_start) AS time, model_id, sum(value) / $__interval_s AS value "
+    f"FROM {POINTS} WHERE {STAGE2} AND metric = 'events' AND segment = '' "
+    "GROUP BY time, model_id ORDER BY time"
+)
+FLEET_DEAD_LETTERS_PER_SECOND = (
+    "SELECT $__timeInterval(ts) AS time, error_type, count() / $__interval_s AS value "
+    "FROM dead_letters FINAL WHERE $__timeFilter(ts) GROUP BY time, error_type ORDER BY time"
+)
+FLEET_DEAD_LETTER_SHARE = (
+    "SELECT dead / greatest(dead + valid, 1) AS dead_letter_share FROM "
+    "(SELECT count() AS dead FROM dead_letters FINAL WHERE $__timeFilter(ts)) AS d CROSS JOIN "
+    f"(SELECT sum(value) AS valid FROM {POINTS} WHERE {STAGE2} AND metric = 'events' AND segment = '') AS v"
+)
+# The newest state of each alert (by dedup key) is what is firing now.
+_LATEST_ALERTS = (
+    "SELECT dedup_key, argMax(model_id, ts) AS model_id, argMax(model_version, ts) AS model_version, "
+    "argMax(rule, ts) AS rule, argMax(severity, ts) AS severity, argMax(metric, ts) AS metric, "
+    "argMax(feature, ts) AS feature, argMax(segment, ts) AS segment, argMax(value, ts) AS value, "
+    "argMax(threshold, ts) AS threshold, argMax(state, ts) AS state, max(ts) AS since "
+    "FROM alerts FINAL WHERE ts <= $__toTime GROUP BY dedup_key"
+)
+FLEET_FIRING_ALERTS = f"SELECT count() AS firing FROM ({_LATEST_ALERTS}) WHERE state = 'firing'"
+FLEET_INVALID_RATE = (
+    "SELECT window_start AS time, model_id, avg(value) AS value "
+    f"FROM {POINTS} WHERE {STAGE2} AND segment = '' AND feature = '' "
+    "AND metric = 'required_missing_event_rate' GROUP BY time, model_id ORDER BY time"
+)
+FLEET_LABEL_COVERAGE = (
+    "SELECT window_start AS time, model_id, avg(value) AS value "
+    f"FROM {POINTS} WHERE {STAGE2} AND segment = '' AND metric = 'label_coverage' "
+    "GROUP BY time, model_id ORDER BY time"
+)
+FLEET_MODEL_TABLE = (
+    "SELECT model_id AS model, groupUniqArray(model_version) AS versions, "
+    "toInt64(sumIf(value, metric = 'events' AND segment = '')) AS events, "
+    "avgIf(value, metric = 'label_coverage' AND segment = '') AS label_coverage, "
+    "argMaxIf(value, window_start, metric = 'drift_share' AND segment = '') AS drift_share, "
+    "max(window_end) AS last_window_end "
+    f"FROM {POINTS} WHERE {STAGE2} GROUP BY model_id ORDER BY model_id"
+)
+
+# ----------------------------------------------------------------------------------------------
+# Model drift
+# ----------------------------------------------------------------------------------------------
+DRIFT_SCORE_HEATMAP = feature_series(DRIFT_METRICS)
+DRIFT_VERDICT_HEATMAP = feature_series("drifted")
+DRIFT_SHARE = model_series(["drift_share"])
+PREDICTION_DRIFT = (
+    f"SELECT window_start AS time, concat(metric, ' v', model_version) AS series, max(value) AS value "
+    f"FROM {POINTS} WHERE {MODEL} AND feature = '{PREDICTION_FEATURE}' "
+    f"AND metric IN ({names(DRIFT_METRICS)}) GROUP BY time, series ORDER BY time"
+)
+TOP_DRIFTED_FEATURES = (
+    "SELECT feature, countIf(metric = 'drifted' AND value > 0) AS drifted_windows, "
+    "countIf(metric = 'drifted') AS windows, drifted_windows / greatest(windows, 1) AS drifted_share, "
+    f"argMaxIf(metric, window_start, metric IN ({names(DRIFT_METRICS)})) AS method, "
+    f"argMaxIf(value, window_start, metric IN ({names(DRIFT_METRICS)})) AS last_score "
+    f"FROM {POINTS} WHERE {MODEL} AND feature != '' AND {FEATURE_FILTER} "
+    "GROUP BY feature HAVING windows > 0 ORDER BY drifted_share DESC, last_score DESC, feature LIMIT 20"
+)
+# The newest stored reference of the selected versions, as (bucket, share) rows: bins of a
+# numerical feature labelled by their edges, categories of a categorical one.
+REFERENCE_DISTRIBUTION = (
+    "WITH latest AS (SELECT profile FROM reference_profiles FINAL WHERE model_id = '${model}' "
+    "AND model_version IN (${version}) AND feature = '${feature}' ORDER BY created_at DESC LIMIT 1), "
+    "JSONExtractString(profile, 'profile', 'kind') AS kind, "
+    "JSONExtract(profile, 'profile', 'inner_edges', 'Array(Float64)') AS edges, "
+    "JSONExtract(profile, 'profile', 'bin_counts', 'Array(Float64)') AS bins, "
+    "JSONExtract(profile, 'profile', 'categories', 'Array(String)') AS categories, "
+    "JSONExtract(profile, 'profile', 'category_counts', 'Array(Float64)') AS category_counts, "
+    "if(kind = 'numerical', arrayMap(i -> multiIf(i = 1, concat('< ', toString(round(edges[1], 3))), "
+    "i = length(bins), concat('>= ', toString(round(edges[i - 1], 3))), "
+    "concat('[', toString(round(edges[i - 1], 3)), ', ', toString(round(edges[i], 3)), ')')), "
+    "arrayEnumerate(bins)), "
+    "categories) AS labels, if(kind = 'numerical', bins, category_counts) AS counts "
+    "SELECT pair.1 AS bucket, pair.2 / greatest(arraySum(counts), 1) AS reference_share "
+    "FROM latest ARRAY JOIN arrayZip(labels, counts) AS pair"
+)
+SELECTED_FEATURE_DRIFT = (
+    f"SELECT window_start AS time, concat(metric, ' v', model_version) AS series, max(value) AS value "
+    f"FROM {POINTS} WHERE {MODEL} AND feature = '${{feature}}' AND metric IN ({names(DRIFT_METRICS)}) "
+    "GROUP BY time, series ORDER BY time"
+)
+
+# ----------------------------------------------------------------------------------------------
+# Model performance
+# ----------------------------------------------------------------------------------------------
+PERFORMANCE_CLASSIFICATION = model_series(CLASSIFICATION_METRICS)
+PERFORMANCE_LOG_LOSS = model_series(["log_loss"])
+PERFORMANCE_REGRESSION = model_series(REGRESSION_METRICS)
+PERFORMANCE_MAPE = model_series(["mape"])
+PERFORMANCE_R2 = model_series(["r2"])
+LABEL_COVERAGE = model_series(["label_coverage"])
+LABEL_DELAY = model_series(LABEL_DELAY_METRICS)
+EVENTS_AND_LABELS = (
+    f"SELECT window_start AS time, {SERIES} AS series, sum(value) / any({WINDOW_SECONDS}) AS value "
+    f"FROM {POINTS} WHERE {MODEL} AND feature = '' AND metric IN ('events', 'labels') "
+    "GROUP BY time, series ORDER BY time"
+)
+RETRAIN_ANNOTATIONS = (
+    "SELECT requested_at AS time, concat('retrain requested: ', reason) AS text, "
+    "[model_id, model_version] AS tags FROM retrain_requests FINAL "
+    "WHERE model_id = '${model}' AND $__timeFilter(requested_at) ORDER BY time"
+)
+
+# ----------------------------------------------------------------------------------------------
+# Data fidelity
+# ----------------------------------------------------------------------------------------------
+FIDELITY_FEATURE = {metric: feature_series(metric) for metric in FEATURE_RATES}
+FIDELITY_SCHEMA = model_series(SCHEMA_RATES)
+FIDELITY_LATENESS = model_series(LATENESS)
+FIDELITY_WORST_FEATURES = (
+    "SELECT feature, metric, max(value) AS worst, avg(value) AS mean FROM "
+    f"{POINTS} WHERE {MODEL} AND feature NOT IN ('', '{PREDICTION_FEATURE}') AND {FEATURE_FILTER} "
+    f"AND metric IN ({names(FEATURE_RATES)}) GROUP BY feature, metric HAVING worst > 0 "
+    "ORDER BY worst DESC, feature, metric LIMIT 30"
+)
+DEAD_LETTERS_BY_REASON = (
+    "SELECT error_type, topic, count() AS letters, any(reason) AS example_reason, max(ts) AS last_seen "
+    "FROM dead_letters FINAL WHERE $__timeFilter(ts) GROUP BY error_type, topic ORDER BY letters DESC"
+)
+
+# ----------------------------------------------------------------------------------------------
+# Alerts and retrain events (columns of sinks/migrations/0001_initial_tables.sql)
+# ----------------------------------------------------------------------------------------------
+ALERT_STATE_VALUE = "multiIf(state = 'firing', 2, state = 'pending', 1, 0)"
+ALERT_TIMELINE = (
+    "SELECT ts AS time, concat(model_id, ' ', rule, if(feature = '', '', concat(' ', feature)), "
+    f"if(segment = '', '', concat(' ', segment))) AS alert, {ALERT_STATE_VALUE} AS value "
+    "FROM alerts FINAL WHERE $__timeFilter(ts) AND model_id IN (${model}) ORDER BY time"
+)
+ALERTS_FIRING_NOW = (
+    "SELECT since, model_id, model_version, rule, severity, metric, feature, segment, value, threshold "
+    f"FROM ({_LATEST_ALERTS}) WHERE state = 'firing' AND model_id IN (${{model}}) ORDER BY since DESC"
+)
+ALERTS_TABLE = (
+    "SELECT ts, model_id, model_version, rule, state, severity, metric, feature, segment, value, threshold, "
+    "message FROM alerts FINAL WHERE $__timeFilter(ts) AND model_id IN (${model}) ORDER BY ts DESC LIMIT 500"
+)
+ALERT_TRANSITIONS = (
+    "SELECT $__timeInterval(ts) AS time, state, count() AS value FROM alerts FINAL "
+    "WHERE $__timeFilter(ts) AND model_id IN (${model}) GROUP BY time, state ORDER BY time"
+)
+RETRAIN_TABLE = (
+    "SELECT requested_at, model_id, model_version, reason, length(alert_ids) AS alerts, idempotency_key, "
+    "request_id FROM retrain_requests FINAL WHERE $__timeFilter(requested_at) AND model_id IN (${model}) "
+    "ORDER BY requested_at DESC LIMIT 500"
+)
+RETRAIN_COUNT = (
+    "SELECT count() AS retrain_requests FROM retrain_requests FINAL "
+    "WHERE $__timeFilter(requested_at) AND model_id IN (${model})"
+)
+VAR_ALERT_MODEL = (
+    "SELECT DISTINCT model_id FROM (SELECT model_id FROM alerts FINAL WHERE $__timeFilter(ts) "
+    "UNION ALL SELECT model_id FROM retrain_requests FINAL WHERE $__timeFilter(requested_at) "
+    f"UNION ALL SELECT model_id FROM {POINTS} WHERE {STAGE2}) ORDER BY model_id"
+)

@@ -1,0 +1,161 @@
+"""Dashboards as code: structure of the generated JSON, the checked-in copies, the macro expansion."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from dashboards.catalog import build_dashboards, spec_thresholds
+from dashboards.export import export_files
+from dashboards.grafana import DATASOURCE, SCHEMA_VERSION
+from dashboards.macros import MacroError, expand
+from dashboards.sql import DRIFT_METRICS
+from modelmon.cli import cli
+from modelmon.spec import load_specs
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = load_specs(ROOT / "models")
+DOCUMENTS = [d.to_json() for d in build_dashboards(SPECS)]
+START, END = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, 1, tzinfo=UTC)
+
+
+def _datasources(node: Any) -> list[Any]:
+    """Every ``datasource`` value anywhere in a dashboard document."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "datasource":
+                found.append(value)
+            found.extend(_datasources(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(_datasources(item))
+    return found
+
+
+def test_five_dashboards_with_unique_uids_and_titles() -> None:
+    uids = [d["uid"] for d in DOCUMENTS]
+    assert uids == [
+        "modelmon-fleet",
+        "modelmon-drift",
+        "modelmon-performance",
+        "modelmon-fidelity",
+        "modelmon-alerts",
+    ]
+    assert len({d["title"] for d in DOCUMENTS}) == 5
+    assert all(len(uid) <= 40 for uid in uids), "Grafana limits uids to 40 characters"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda d: d["uid"])
+def test_panels_ids_grid_and_schema(document: dict[str, Any]) -> None:
+    assert document["schemaVersion"] == SCHEMA_VERSION
+    panels = document["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)) and all(isinstance(i, int) and i > 0 for i in ids)
+    cells: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24 and grid["h"] > 0, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, f"{panel['title']!r} overlaps {cells[(x, y)]!r} at {(x, y)}"
+                cells[(x, y)] = panel["title"]
+        if panel["type"] != "row":
+            assert panel["targets"], f"{panel['title']} has no query"
+            refs = [t["refId"] for t in panel["targets"]]
+            assert len(refs) == len(set(refs))
+            assert all(t["rawSql"].strip() and t["editorType"] == "sql" for t in panel["targets"])
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda d: d["uid"])
+def test_every_datasource_reference_resolves_to_the_provisioned_one(document: dict[str, Any]) -> None:
+    provisioned = export_files(SPECS)["provisioning/datasources/clickhouse.yaml"]
+    assert f"uid: {DATASOURCE['uid']}" in provisioned and f"type: {DATASOURCE['type']}" in provisioned
+    builtin = {"type": "grafana", "uid": "-- Grafana --"}
+    references = _datasources(document)
+    assert references
+    for reference in references:
+        assert reference in (DATASOURCE, builtin), reference
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda d: d["uid"])
+def test_variables_used_by_panels_are_defined(document: dict[str, Any]) -> None:
+    defined = {v["name"] for v in document["templating"]["list"]}
+    text = json.dumps(document["panels"])
+    for name in ("model", "version", "segment", "feature"):
+        if "${" + name in text or f"${name}" in text:
+            assert name in defined, f"{document['uid']} uses ${name} without defining it"
+
+
+def test_checked_in_copies_equal_the_generator_output() -> None:
+    """docker-compose mounts dashboards/json and dashboards/provisioning: they must be current."""
+    files = export_files(SPECS)
+    for relative, text in files.items():
+        path = ROOT / "dashboards" / relative
+        assert path.read_text(encoding="utf-8") == text, (
+            f"{path} is stale: run `modelmon dashboards export dashboards`"
+        )
+    on_disk = {f"json/{p.name}" for p in (ROOT / "dashboards" / "json").glob("*.json")}
+    assert on_disk == {name for name in files if name.startswith("json/")}, "unexpected dashboard files"
+
+
+def test_export_command_writes_the_same_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELMON_MODELS_PATH", str(ROOT / "models"))
+    result = CliRunner().invoke(cli, ["dashboards", "export", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for relative, text in export_files(SPECS).items():
+        assert (tmp_path / relative).read_text(encoding="utf-8") == text
+    assert len(result.output.splitlines()) == 7
+
+
+def test_thresholds_come_from_the_specs() -> None:
+    assert spec_thresholds(SPECS) == {("fraud-detector", "accuracy"): 0.8, ("house-prices", "mae"): 50000.0}
+    performance = next(d for d in DOCUMENTS if d["uid"] == "modelmon-performance")
+    sql = " ".join(t["rawSql"] for p in performance["panels"] for t in p["targets"])
+    assert "('fraud-detector', 'accuracy', 0.8)" in sql and "('house-prices', 'mae', 50000.0)" in sql
+    bare = next(d.to_json() for d in build_dashboards({}) if d.uid == "modelmon-performance")
+    assert not [t for p in bare["panels"] for t in p["targets"] if t["refId"] == "T"]
+
+
+def test_drift_metric_names_match_the_detector_registry() -> None:
+    from detectors.drift.registry import methods
+
+    assert set(DRIFT_METRICS) == set(methods())
+
+
+# ---------------------------------------------------------------------------------------------
+# Expansion of macros and variables, against the plugin's documented output
+# ---------------------------------------------------------------------------------------------
+def test_backend_macros_expand_like_the_plugin() -> None:
+    sql = "$__timeFilter(ts) $__fromTime $__toTime $__timeFilter_ms(t) $__timeInterval(ts) $__interval_s"
+    assert expand(sql, START, END, 20) == (
+        "ts >= toDateTime(1704067200) AND ts <= toDateTime(1704070800) toDateTime(1704067200) "
+        "toDateTime(1704070800) t >= fromUnixTimestamp64Milli(1704067200000) AND "
+        "t <= fromUnixTimestamp64Milli(1704070800000) "
+        "toStartOfInterval(toDateTime(ts), INTERVAL 20 second) 20"
+    )
+    assert expand("$__dateFilter(d) $__interval_s", START, END, 0) == (
+        "d >= toDate('2024-01-01') AND d <= toDate('2024-01-01') 1"
+    )
+
+
+def test_variables_and_conditional_all() -> None:
+    sql = "m = '${model}' AND v IN (${version}) AND $__conditionalAll(f IN (${feature}), $feature)"
+    sql += " AND [[model]]"
+    some = expand(sql, START, END, 60, {"model": "a", "version": ["1", "2"], "feature": ["x"]})
+    assert some == "m = 'a' AND v IN ('1','2') AND f IN ('x') AND a"
+    every = expand(sql, START, END, 60, {"model": "a", "version": ["1"], "feature": "$__all"})
+    assert every == "m = 'a' AND v IN ('1') AND 1=1 AND a"
+    assert expand("${v:singlequote}", START, END, 1, {"v": ["it's"]}) == "'it\\'s'"
+
+
+def test_unknown_macro_or_variable_is_an_error() -> None:
+    with pytest.raises(MacroError, match="undefined macro"):
+        expand("$__nope(x)", START, END, 1)
+    with pytest.raises(MacroError, match="has no value"):
+        expand("${missing}", START, END, 1)
