@@ -90,7 +90,11 @@ def feature_names() -> tuple[list[str], list[str]]:
 
 
 def write_spec(directory: Path, model_id: str) -> None:
-    """A binary model with 16 numerical and 4 categorical features, no segments, no reference."""
+    """A binary model with 16 numerical and 4 categorical features, no segments.
+
+    No ``reference`` section: the default applies (``first_n``, 5,000 events), so as in production the
+    worker builds a reference from the first events and computes drift for the windows after it.
+    """
     numerical, categorical = feature_names()
     features: dict[str, Any] = {name: {"type": "numerical"} for name in numerical}
     features["num_00"] = {"type": "numerical", "min": 0, "required": True}

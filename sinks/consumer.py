@@ -1,4 +1,4 @@
-"""The ClickHouse sink: consumes metric, alert, retrain and dead-letter topics and inserts them in batches.
+"""The ClickHouse sink: consumes metric, alert, retrain, dead-letter and reference topics, inserts in batches.
 
 Guarantee: at-least-once into ClickHouse, and no double counting. Offsets are committed only after
 the batch's insert has succeeded; if ClickHouse is unavailable the batch is retried with capped
@@ -6,6 +6,10 @@ exponential backoff while consumption is paused (memory stays bounded by one bat
 is committed. A replay re-inserts rows under the same ReplacingMergeTree keys, which replace the
 earlier copies. A message that cannot be parsed is turned into a dead letter (never dropped);
 workers hold no database connection, this process is the only writer.
+
+The compacted ``reference-profiles`` topic is mirrored into ``reference_profiles`` (whether a
+reference was loaded from a file or built by a worker): a record is inserted, a tombstone deletes
+its key's rows (``sinks.references.apply_reference_changes``), an invalid record is a dead letter.
 """
 
 from __future__ import annotations
@@ -16,19 +20,24 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from pydantic import BaseModel, ValidationError
 
+from modelmon.admin import ensure_topics
 from modelmon.events import Alert, DeadLetter, MetricPoint, RetrainRequested, model_to_json
+from modelmon.references import InvalidReferenceMessage, ReferenceRecord
 from modelmon.settings import Settings
-from sinks.writer import ClickHouseWriter, WriteFailed
+from sinks.references import ReferenceDeletion, apply_reference_changes, deletion_of
+from sinks.writer import ClickHouseWriter, WriteFailed, is_transient
 
 log = logging.getLogger(__name__)
 
 SINK_GROUP_SUFFIX = "-sink"
+Row: TypeAlias = BaseModel | ReferenceDeletion
+"""What one consumed message becomes: an event, a reference record, a dead letter or a deletion."""
 
 
 @dataclass
@@ -44,7 +53,7 @@ class SinkStats:
 
 
 class ClickHouseSink:
-    """Moves monitor-metrics, alerts, retrain-requests and dead-letter messages into ClickHouse."""
+    """Moves monitor-metrics, alerts, retrain-requests, dead-letter and reference messages into ClickHouse."""
 
     def __init__(
         self,
@@ -63,8 +72,10 @@ class ClickHouseSink:
             topics.alerts: Alert,
             topics.retrain_requests: RetrainRequested,
             topics.dead_letter: DeadLetter,
+            topics.reference_profiles: ReferenceRecord,
         }
         self._dead_letter_topic = topics.dead_letter
+        self._reference_topic = topics.reference_profiles
         self.group_id = group_id or settings.app_id + SINK_GROUP_SUFFIX
         self.stats = SinkStats()
         self._stop = threading.Event()
@@ -80,18 +91,34 @@ class ClickHouseSink:
             "auto.offset.reset": "earliest",
             "session.timeout.ms": int(self.settings.broker_session_timeout * 1000),
         }
+        # Compacted, and maybe not created yet by a worker or the CLI: subscribing to a missing
+        # topic would only see it after the next metadata refresh (5 minutes by default).
+        ensure_topics(
+            self.settings.kafka_common(),
+            [self._reference_topic],
+            partitions=self.settings.topic_partitions,
+            replication=self.settings.topic_replication,
+            compacted=[self._reference_topic],
+        )
         consumer = Consumer(config)
         consumer.subscribe(list(self._models))
         return consumer
 
-    def _parse(self, message: Message) -> BaseModel:
+    def _parse(self, message: Message) -> Row:
         """Parse one message; an unparseable one becomes a dead letter row instead."""
         topic = message.topic() or ""
         model = self._models[topic]
         value = message.value()
         try:
+            if topic == self._reference_topic:
+                return self._parse_reference(message)
             return model.model_validate(orjson.loads(value or b"null"))
-        except (orjson.JSONDecodeError, ValidationError) as error:
+        except (
+            orjson.JSONDecodeError,
+            ValidationError,
+            InvalidReferenceMessage,
+            UnicodeDecodeError,
+        ) as error:
             self.stats.invalid += 1
             letter = DeadLetter(
                 topic=topic,
@@ -106,12 +133,40 @@ class ClickHouseSink:
                 self._publish_dead_letter(letter)
             return letter
 
+    @staticmethod
+    def _parse_reference(message: Message) -> ReferenceRecord | ReferenceDeletion:
+        key, value = (message.key() or b"").decode(), message.value()
+        if not value:
+            return deletion_of(key)  # a tombstone: compaction's delete
+        record = ReferenceRecord.from_json(value)
+        if record.key != key:
+            raise InvalidReferenceMessage(f"key {key!r} does not match the record ({record.key!r})")
+        return record
+
+    def _write(self, rows: list[Row]) -> None:
+        """Events through the writer, then the reference topic's changes; raises ``WriteFailed``."""
+        changes = [row for row in rows if isinstance(row, ReferenceRecord | ReferenceDeletion)]
+        events = [row for row in rows if not isinstance(row, ReferenceRecord | ReferenceDeletion)]
+        if events:
+            self.writer.write(events)  # type: ignore[arg-type]
+        if changes:
+            try:
+                apply_reference_changes(self.writer.client, changes)  # type: ignore[arg-type]
+            except Exception as error:
+                raise WriteFailed(
+                    f"writing {len(changes)} reference change(s) failed: {error}",
+                    table="reference_profiles",
+                    attempts=1,
+                    retryable=is_transient(error),
+                    written=len(events),
+                ) from error
+
     def _publish_dead_letter(self, letter: DeadLetter) -> None:
         if self._producer is None:
             self._producer = Producer({**self.settings.kafka_common(), "enable.idempotence": True})
         self._producer.produce(self._dead_letter_topic, key=letter.dedup_key(), value=model_to_json(letter))
 
-    def _write_with_retry(self, rows: list[BaseModel], consumer: Consumer) -> bool:
+    def _write_with_retry(self, rows: list[Row], consumer: Consumer) -> bool:
         """Insert until it succeeds or the sink is stopped; returns whether it was written."""
         delay = 0.5
         assignment = consumer.assignment()
@@ -119,7 +174,7 @@ class ClickHouseSink:
         try:
             while True:
                 try:
-                    self.writer.write(rows)  # type: ignore[arg-type]
+                    self._write(rows)
                     return True
                 except WriteFailed as error:
                     self.stats.write_retries += 1

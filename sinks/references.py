@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from detectors.profiles import ReferenceProfile
@@ -20,6 +21,9 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "COLUMNS",
     "TABLE",
+    "ReferenceDeletion",
+    "apply_reference_changes",
+    "deletion_of",
     "load_reference",
     "load_reference_records",
     "store_records",
@@ -94,3 +98,52 @@ def store_reference_at(dsn: str, model_id: str, version: str, profile: Reference
         return store_reference(client, model_id, version, profile, source)
     except DriverError as error:
         raise ClickHouseError(f"cannot store the reference in {describe(dsn)}: {error}") from error
+
+
+@dataclass(frozen=True)
+class ReferenceDeletion:
+    """A tombstone (empty value) on the reference topic: the feature's record is gone."""
+
+    model_id: str
+    model_version: str
+    feature: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.model_id}|{self.model_version}|{self.feature}"
+
+
+def deletion_of(key: str) -> ReferenceDeletion:
+    """The deletion a tombstone with this key means; raises ``InvalidReferenceMessage`` for a bad key.
+
+    >>> deletion_of("fraud-detector|3|amount")
+    ReferenceDeletion(model_id='fraud-detector', model_version='3', feature='amount')
+    """
+    model_id, _, rest = key.partition("|")
+    version, _, feature = rest.rpartition("|")
+    if not (model_id and version and feature):
+        raise InvalidReferenceMessage(f"tombstone key {key!r} is not model_id|model_version|feature")
+    return ReferenceDeletion(model_id, version, feature)
+
+
+def apply_reference_changes(client: Client, changes: Sequence[ReferenceRecord | ReferenceDeletion]) -> int:
+    """Mirror messages of the reference topic, in topic order; return the rows inserted plus keys deleted.
+
+    As compaction would, only the last change per key counts: a record is inserted (the latest
+    ``created_at`` per key wins on merge), a deletion deletes the key's rows (a lightweight
+    ``DELETE``, so ``load_reference`` and the catalog agree). Replaying the same messages gives
+    the same table.
+    """
+    last: dict[str, ReferenceRecord | ReferenceDeletion] = {}
+    for change in changes:
+        last.pop(change.key, None)  # keep topic order of the last change per key
+        last[change.key] = change
+    records = [c for c in last.values() if isinstance(c, ReferenceRecord)]
+    deletions = [c for c in last.values() if isinstance(c, ReferenceDeletion)]
+    for gone in deletions:
+        client.command(
+            f"DELETE FROM {TABLE} WHERE model_id = {{m:String}} AND model_version = {{v:String}} "
+            "AND feature = {f:String}",
+            parameters={"m": gone.model_id, "v": gone.model_version, "f": gone.feature},
+        )
+    return store_records(client, records) + len(deletions)

@@ -137,6 +137,9 @@ def build_app(settings: Settings, *, partitions: int) -> faust.App:
         consumer_group_instance_id=worker_instance_id(settings),
         broker_commit_interval=settings.commit_interval,
         producer_acks=-1,
+        # Batch the worker's sends for up to 10 ms (faust's default 0 sends each join-table changelog
+        # record alone): +26-35% events/s in bench/bench_pipeline.py.
+        producer_linger=settings.producer_linger,
         # Stage 1 and 2 hold messages unacknowledged on purpose until their output is published;
         # waiting for them at shutdown would only delay it: they are replayed by the next owner.
         stream_wait_empty=False,

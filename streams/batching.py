@@ -13,10 +13,13 @@ its output is safe (or leaves it held, for stage 1's chunks).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from faust.types import EventT, StreamT
+
+log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[StreamT, Sequence[EventT]], Awaitable[None]]
 
@@ -38,6 +41,7 @@ class EventBatcher:
         self._pending: list[EventT] = []
         self._first_at = 0.0
         self._stream: StreamT | None = None
+        self.stale = 0  # events dropped because they were read under an earlier assignment
 
     async def consume(self, stream: StreamT) -> None:
         """The agent body: read events one by one, hand them over in batches."""
@@ -60,6 +64,15 @@ class EventBatcher:
             # Events read before a rebalance belong to an old assignment: their partitions are
             # replayed by whoever owns them now, so they are dropped here, not processed twice.
             batch = [e for e in self._pending if self.is_current(e)]
+            if len(batch) < len(self._pending):
+                dropped = len(self._pending) - len(batch)
+                self.stale += dropped
+                log.warning(
+                    "dropped %d events read under generation %s (now %s): their partitions are replayed",
+                    dropped,
+                    self._pending[0].message.generation_id,
+                    getattr(self._stream.app, "consumer_generation_id", "?") if self._stream else "?",
+                )
             self._pending = []
             if batch and self._stream is not None:
                 await self.handler(self._stream, batch)

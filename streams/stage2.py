@@ -12,6 +12,10 @@ replace each other by revision; a final partial whose source was already merged 
 Closed windows' final parts are saved in a faust table (``closed-windows``) before their partials
 are acknowledged, so a partial replayed after a restart, or a late one, merges into the saved
 window instead of an empty one. The last ``keep_closed`` closed windows are kept.
+
+Ready windows close in start order; at its close a window's series are fed to the change
+detectors (``streams.change``, state in the ``change-detectors`` table, saved like
+``closed-windows``) and their ``change_detected`` points are published with its metrics.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import time
 from collections import defaultdict
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 import orjson
@@ -31,8 +35,12 @@ from modelmon.events import model_to_json
 from modelmon.spec import ModelSpec
 from streams.app import changelog_partition_of, publish_all
 from streams.bundle import BundleKey, WindowBundle
+from streams.change import ChangeTracker
 from streams.finalize import window_metrics
 from streams.stage1 import ReferenceLookup, reference_id
+
+if TYPE_CHECKING:
+    from streams.auto_reference import AutoReferenceBuilder
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +95,10 @@ class WindowState:
         return merged
 
 
+def _start(state: WindowState) -> int:
+    return state.key.window_start_ms
+
+
 @dataclass
 class Stage2Stats:
     partials: int = 0
@@ -109,6 +121,8 @@ class Stage2:
         allowed_lateness_ms: int,
         grace_seconds: float,
         keep_closed: int = 500,
+        change: ChangeTracker | None = None,
+        auto_references: AutoReferenceBuilder | None = None,
     ) -> None:
         self.specs = specs
         self.references = references
@@ -117,6 +131,8 @@ class Stage2:
         self.allowed_lateness_ms = allowed_lateness_ms
         self.grace_seconds = grace_seconds
         self.keep_closed = keep_closed
+        self.change = change
+        self.auto_references = auto_references
         self.windows: dict[tuple[BundleKey, str], WindowState] = {}
         self.watermarks: dict[str, dict[str, int]] = defaultdict(dict)
         self.stats = Stage2Stats()
@@ -180,7 +196,8 @@ class Stage2:
     async def close_ready(self, stream: StreamT) -> int:
         """Publish the metrics of every window that is ready; ack its partials afterwards."""
         now = time.monotonic()
-        ready = [s for s in self.windows.values() if self._ready(s, now)]
+        # In start order: change detectors are fed each series once per window, in event-time order.
+        ready = sorted((s for s in self.windows.values() if self._ready(s, now)), key=_start)
         for state in ready:
             merged = state.merged()
             spec = self.specs.get(state.key.model_id)
@@ -190,8 +207,14 @@ class Stage2:
             usable = profile if reference_id(profile) == state.reference_id else None
             state.emissions += 1
             points = window_metrics(merged, spec, usable, source="stage2", revision=time.time_ns() // 1000)
+            change = self.change.feed(state.key, points) if self.change is not None and state.held else None
+            points += change.points if change is not None else []
             await publish_all(self.metrics_topic, [(p.model_id.encode(), model_to_json(p)) for p in points])
             self._save(state)
+            if self.auto_references is not None:
+                self.auto_references.observe(state.key, state.reference_id, merged, state.partition)
+            if change is not None and self.change is not None:
+                self.change.save(change, state.held[0])
             for held in state.held:
                 await stream.ack(held)
             state.held.clear()
@@ -200,11 +223,15 @@ class Stage2:
                 state.closed = True
                 self.stats.windows_closed += 1
             self.stats.emissions += 1
+        if self.auto_references is not None:
+            await self.auto_references.build_ready()
         self._evict()
         return len(ready)
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget windows fed by revoked partials partitions; their new owner replays them."""
+        if self.auto_references is not None:
+            self.auto_references.drop_partitions(partitions)
         for key in [k for k, s in self.windows.items() if s.partition in partitions]:
             del self.windows[key]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,9 @@ from faust.types import StreamT
 
 from modelmon.settings import Settings
 from modelmon.spec import ModelSpec
+from streams.auto_reference import AutoReferenceBuilder, Publish
 from streams.batching import EventBatcher
+from streams.change import ChangeTracker
 from streams.stage1 import ReferenceLookup, Stage1
 from streams.stage2 import Stage2
 
@@ -35,9 +37,19 @@ class Topology:
 
 
 def register_topology(
-    app: faust.App, settings: Settings, specs: dict[str, ModelSpec], references: ReferenceLookup
+    app: faust.App,
+    settings: Settings,
+    specs: dict[str, ModelSpec],
+    references: ReferenceLookup,
+    *,
+    publish_reference: Publish | None = None,
+    references_ready: Callable[[], bool] = lambda: True,
 ) -> Topology:
-    """Declare stage 1 (predictions + ground-truth) and stage 2 (partials) on ``app``."""
+    """Declare stage 1 (predictions + ground-truth) and stage 2 (partials) on ``app``.
+
+    With ``publish_reference``, stage 2 builds the automatic (first_n / first_period) references
+    (``streams.auto_reference``) once ``references_ready()`` says the catalog has caught up.
+    """
     topics = settings.topics
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     inputs = app.topic(topics.predictions, topics.ground_truth, **raw)
@@ -46,6 +58,7 @@ def register_topology(
     dead = app.topic(topics.dead_letter, **raw)
     joins = app.Table("joins", default=None)
     closed_windows = app.Table("closed-windows", default=None)
+    change_detectors = app.Table("change-detectors", default=None)
 
     stage1 = Stage1(settings, specs, joins, references, partials, dead)
     stage2 = Stage2(
@@ -55,6 +68,12 @@ def register_topology(
         closed_windows,
         allowed_lateness_ms=settings.allowed_lateness_seconds * 1000,
         grace_seconds=settings.window_grace_seconds,
+        change=ChangeTracker(specs, change_detectors),
+        auto_references=None
+        if publish_reference is None
+        else AutoReferenceBuilder(
+            specs, references, publish_reference, closed_windows, ready=references_ready
+        ),
     )
     streams: dict[str, StreamT] = {}
     batches = {"stage1": 0}
@@ -104,6 +123,10 @@ def register_topology(
     async def report() -> None:
         log.info("stage1 %s", stage1.stats)
         log.info("stage2 %s", stage2.stats)
+        if stage2.change is not None:
+            log.info("change detectors %s", stage2.change.stats)
+        if stage2.auto_references is not None:
+            log.info("automatic references %s", stage2.auto_references.stats)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:

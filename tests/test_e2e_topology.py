@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
+from confluent_kafka import Consumer
 
 from detectors.profiles import ReferenceProfile
 from modelmon.sdk import MonitorClient
@@ -30,6 +34,28 @@ def window_metric(client: Any, model_id: str, metric: str, feature: str = "") ->
         parameters={"m": model_id, "metric": metric, "f": feature},
     ).result_rows
     return {start.astimezone(UTC): float(value) for start, value in rows}
+
+
+def change_records(
+    bootstrap: str, topic: str, done: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+) -> dict[str, Any]:
+    """The change detectors' table changelog: the latest record per series, read until ``done``."""
+    config = {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex[:6]}"}
+    consumer = Consumer({**config, "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    latest: dict[str, Any] = {}
+
+    def read() -> bool:
+        for message in consumer.consume(500, timeout=0.5):
+            if message.error() is None and message.key():
+                latest[orjson.loads(message.key())] = orjson.loads(message.value() or b"null")
+        return done(latest)
+
+    try:
+        wait_until(read, timeout, interval=0)
+    finally:
+        consumer.close()
+    return latest
 
 
 def run_topology(
@@ -134,6 +160,11 @@ def test_drift_is_flagged_from_the_injected_window_on_not_before(
             "x2": {"type": "numerical"},
         },
         drift={"method": "psi"},
+        # Six windows: Page-Hinkley may judge from the third one on (threshold in PSI units).
+        change={
+            "detectors": ["page_hinkley"],
+            "params": {"page_hinkley": {"min_instances": 3, "threshold": 0.5}},
+        },
     )
     settings, worker, sink = run_topology(kafka_broker, topic_prefix, clickhouse_client, tmp_path)
     rng = np.random.default_rng(11)
@@ -161,6 +192,8 @@ def test_drift_is_flagged_from_the_injected_window_on_not_before(
             window_metric(clickhouse_client, model_id, "drifted", "x1"),
             worker.log(),
         )
+        changed = lambda: bool(window_metric(clickhouse_client, model_id, "change_detected", "x1"))  # noqa: E731
+        assert wait_until(changed, 30), worker.log()
         assert worker.alive, worker.log()
     finally:
         sink.stop()
@@ -173,3 +206,18 @@ def test_drift_is_flagged_from_the_injected_window_on_not_before(
     assert all(psi_x1[s] < 0.2 for s in starts[:drift_from])
     assert all(psi_x1[s] >= 0.2 for s in starts[drift_from:])
     assert set(window_metric(clickhouse_client, model_id, "drifted", "x2").values()) == {0.0}
+    # The change detectors ran on the per-window PSI of each feature and on drift_share.
+    assert min(window_metric(clickhouse_client, model_id, "change_detected", "x1")) >= starts[drift_from]
+    assert window_metric(clickhouse_client, model_id, "change_detected", "x2") == {}
+    assert all(s >= starts[drift_from] for s in window_metric(clickhouse_client, model_id, "change_detected"))
+    # Their state is in the table's changelog: each window fed once (re-emissions are not), the last one last.
+    series = f"{model_id}|1||feature_drift|x1|psi"
+    last_start = int(starts[-1].timestamp() * 1000)
+    changelog = f"{settings.app_id}-change-detectors-changelog"
+    records = change_records(
+        kafka_broker.bootstrap,
+        changelog,
+        lambda r: (r.get(series) or {}).get("last_window_start_ms") == last_start,
+    )
+    assert (records.get(series) or {}).get("last_window_start_ms") == last_start, records
+    assert 3 <= records[series]["detectors"]["page_hinkley"]["n_seen"] <= windows

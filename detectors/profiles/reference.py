@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Self
@@ -16,7 +16,7 @@ from detectors.bins import count_categories, reference_edges
 from detectors.features import FeatureKind, FeatureValues, check_kind, numeric_values
 from detectors.profiles.categorical import CategoricalAggregate
 from detectors.profiles.numeric import NumericAggregate
-from detectors.profiles.sampling import BottomKSample
+from detectors.profiles.sampling import BottomKSample, union_sample
 
 ProfileSpec = Mapping[str, str]
 """Which features to profile and how: feature name → ``"numerical"``, ``"categorical"`` or ``"boolean"``."""
@@ -25,6 +25,20 @@ ProfileSpec = Mapping[str, str]
 def _readonly(array: np.ndarray) -> np.ndarray:
     array.flags.writeable = False
     return array
+
+
+def _scaled_counts(counts: npt.NDArray[np.int64], total: int) -> npt.NDArray[np.int64]:
+    """``counts`` scaled to sum to ``total``: floors, then one more for the largest remainders.
+
+    >>> _scaled_counts(np.array([1, 1, 1]), 10).tolist()
+    [4, 3, 3]
+    """
+    shares = counts * (total / counts.sum())
+    scaled = np.floor(shares).astype(np.int64)
+    extra = total - int(scaled.sum())
+    if extra > 0:
+        scaled[np.argsort(scaled - shares, kind="stable")[:extra]] += 1
+    return scaled
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +81,46 @@ class NumericalFeatureProfile:
             max=float(ordered[-1]),
             n_unique=int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1,
             sample=_readonly(sampler.values.copy()),
+        )
+
+    @classmethod
+    def from_aggregates(cls, windows: Sequence[NumericAggregate], *, sample_size: int = 4096) -> Self:
+        """Profile one feature from the window aggregates that together saw its values.
+
+        Counts, ``missing``, ``min`` and ``max`` are exact; ``mean`` and ``std`` are exact up to
+        floating-point rounding (Chan's merge of the windows' moments). The rest comes from
+        :func:`union_sample` of the windows' samples. When it is *complete* (every window's
+        sample still holds all its values) edges, ``bin_counts`` and ``n_unique`` equal those of
+        :meth:`from_values` on the same values, and so does the sample when there are at most
+        ``sample_size`` values (in another order; beyond that it is another uniform sample).
+        Otherwise the edges are the deciles of the union sample, ``bin_counts`` its bin shares
+        scaled to ``count`` (largest remainders, so they sum to ``count``) and ``n_unique`` the
+        distinct values in it (a lower bound); see docs/references.md for the accuracy.
+        """
+        if not windows:
+            raise ValueError("a numerical reference needs at least one window aggregate")
+        total = windows[0]
+        for window in windows[1:]:
+            total = total.merge(window)
+        if total.count == 0:
+            raise ValueError("a numerical reference needs at least one present value")
+        keys, values, complete = union_sample(window.sampler for window in windows)
+        ordered = np.sort(values)
+        edges = reference_edges(ordered)
+        below = np.diff(np.searchsorted(ordered, edges, side="left")).astype(np.int64)
+        bin_counts = below if complete else _scaled_counts(below, total.count)
+        kept = np.argsort(keys[:sample_size], kind="stable")  # the smallest keys: still uniform
+        return cls(
+            edges=_readonly(edges),
+            bin_counts=_readonly(bin_counts),
+            count=total.count,
+            missing=total.missing,
+            mean=float(total.mean),
+            std=float(total.std),
+            min=float(total.min),
+            max=float(total.max),
+            n_unique=int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1,
+            sample=_readonly(values[:sample_size][kept].copy()),
         )
 
     @cached_property
@@ -149,6 +203,35 @@ class CategoricalFeatureProfile:
             count=int(counts.sum()),
             missing=missing,
             n_unique=int(names.size),
+        )
+
+    @classmethod
+    def from_aggregates(cls, windows: Sequence[CategoricalAggregate], *, max_categories: int = 200) -> Self:
+        """Profile one feature from the window aggregates that together saw its values.
+
+        Equal to :meth:`from_values` on the same values whenever the merged aggregate folded no
+        category into its ``other`` count. Otherwise the folded values are counted in ``other``
+        (they cannot be named) and ``n_unique`` is a lower bound (the named categories plus one).
+        """
+        if not windows:
+            raise ValueError("a categorical reference needs at least one window aggregate")
+        total = windows[0]
+        for window in windows[1:]:
+            total = total.merge(window)
+        names, counts = total.category_counts()
+        seen = counts > 0
+        names, counts = names[seen], counts[seen]
+        if total.count == 0:
+            raise ValueError(f"a {total.feature_kind} reference needs at least one present value")
+        kept = np.sort(np.lexsort((names, -counts))[:max_categories])
+        return cls(
+            kind=check_kind(total.feature_kind),
+            categories=_readonly(names[kept]),
+            category_counts=_readonly(counts[kept]),
+            other=int(total.count - counts[kept].sum()),
+            count=total.count,
+            missing=total.missing,
+            n_unique=int(names.size) + (1 if total.other else 0),
         )
 
     def counts(self) -> dict[str, int]:
@@ -244,6 +327,33 @@ class ReferenceProfile(Mapping[str, FeatureProfile]):
             else:
                 features[name] = CategoricalFeatureProfile.from_values(
                     columns[name], kind=kind, max_categories=max_categories
+                )
+        return cls(features)
+
+    @classmethod
+    def from_aggregates(
+        cls,
+        windows: Mapping[str, Sequence[WindowAggregate]],
+        *,
+        sample_size: int = 4096,
+        max_categories: int = 200,
+    ) -> Self:
+        """Profile each feature from its window aggregates (feature → the windows' aggregates).
+
+        See :meth:`NumericalFeatureProfile.from_aggregates` and
+        :meth:`CategoricalFeatureProfile.from_aggregates` for what is exact.
+        """
+        features: dict[str, FeatureProfile] = {}
+        for name, aggregates in windows.items():
+            numeric = [a for a in aggregates if isinstance(a, NumericAggregate)]
+            categorical = [a for a in aggregates if isinstance(a, CategoricalAggregate)]
+            if numeric and categorical:
+                raise ValueError(f"feature {name!r}: numeric and categorical window aggregates mixed")
+            if numeric:
+                features[name] = NumericalFeatureProfile.from_aggregates(numeric, sample_size=sample_size)
+            else:
+                features[name] = CategoricalFeatureProfile.from_aggregates(
+                    categorical, max_categories=max_categories
                 )
         return cls(features)
 

@@ -11,7 +11,9 @@ power of ``size`` rows: the KS statistic of a 1024-row sample is within about
 
 from __future__ import annotations
 
+import math
 import zlib
+from collections.abc import Iterable
 from typing import Any, Self
 
 import numpy as np
@@ -210,3 +212,38 @@ class BottomKSample(Aggregate):
 
     def __repr__(self) -> str:
         return f"BottomKSample(size={self.size}, seed={self.seed}, rows_seen={self._rows_seen})"
+
+
+def union_sample(
+    samples: Iterable[BottomKSample],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], bool]:
+    """Every value of the union of ``samples`` whose key is at most each of their thresholds.
+
+    A sample that dropped values (``rows_seen`` above what it holds) holds every value whose key
+    is below its largest kept key; a sample that dropped nothing holds everything. So the values
+    whose key is at most the smallest such threshold are *all* the values of the union with a key
+    that small: a uniform sample of the union (the union rule of a theta sketch), usually far
+    larger than one sample alone. Returns the (keys, values) ordered by key then value, and
+    whether no value of the union is missing from them.
+
+    >>> left, right = BottomKSample(size=2), BottomKSample(size=4)
+    >>> left.update_batch([1.0, 2.0, 3.0], row_keys=[0.1, 0.5, 0.9])
+    >>> right.update_batch([4.0, 5.0], row_keys=[0.2, 0.6])
+    >>> keys, values, complete = union_sample([left, right])
+    >>> values.tolist(), complete
+    ([1.0, 4.0, 2.0], False)
+    """
+    parts = list(samples)
+    threshold = math.inf
+    for sample in parts:
+        if sample.rows_seen > sample.keys.size:
+            threshold = min(threshold, float(sample.keys[-1]) if sample.keys.size else 0.0)
+    keys = np.concatenate([np.empty(0), *(sample.keys for sample in parts)])
+    values = np.concatenate([np.empty(0), *(sample.values for sample in parts)])
+    if math.isfinite(threshold):
+        # Keys come from hashes of event ids: only a duplicated event can tie another sample's
+        # threshold, so "at most the threshold" is as uniform as "below" and never empty.
+        below = keys <= threshold
+        keys, values = keys[below], values[below]
+    order = np.lexsort((values, keys))
+    return keys[order], values[order], math.isinf(threshold)
