@@ -1,4 +1,4 @@
-"""The ``modelmon`` command line: worker, sink, migrate, broker, schema, spec, reference, demo, ..."""
+"""The ``modelmon`` command line: worker, sink, migrate, broker, schema, spec, reference, demo, report, ..."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def cli() -> None:
 @cli.command()
 @click.option("--with-sink", is_flag=True, help="Also run the ClickHouse sink in this process.")
 def worker(with_sink: bool) -> None:
-    """Run a stream worker (faust): validate, join labels, aggregate windows, publish metrics."""
+    """Run a stream worker (faust): validate, join labels, aggregate windows, publish metrics, alert."""
     from modelmon.spec import SpecError
     from streams.run import run_worker
 
@@ -141,9 +141,12 @@ def spec() -> None:
 def spec_check(path: Path | None) -> None:
     """Validate model specs (default: MODELMON_MODELS_PATH)."""
     from modelmon.spec import SpecError, load_specs
+    from streams.change import check_change_spec
 
     try:
         specs = load_specs(path or _settings().models_path)
+        for model in specs.values():
+            check_change_spec(model)  # detector settings: checked where the worker would refuse them
     except SpecError as error:
         _fail(str(error))
         return
@@ -261,6 +264,83 @@ def demo(events: int, malformed: int, seed: int, broker_kind: str, workdir: Path
         events=events, malformed=malformed, seed=seed, broker=broker_kind, workdir=workdir, as_json=as_json
     )
     sys.exit(run_demo(config))
+
+
+@cli.group()
+def dashboards() -> None:
+    """Grafana dashboards as code (docs/dashboards.md)."""
+
+
+@dashboards.command("export")
+@click.argument("directory", type=click.Path(path_type=Path))
+def dashboards_export(directory: Path) -> None:
+    """Write the dashboard JSON and provisioning YAML under DIRECTORY (json/, provisioning/)."""
+    from dashboards.export import export
+    from modelmon.spec import SpecError, load_specs
+
+    try:
+        specs = load_specs(_settings().models_path)
+    except SpecError as error:
+        _fail(str(error))
+        return
+    for path in export(directory, specs):
+        click.echo(str(path))
+
+
+@dashboards.command("push")
+@click.option("--url", required=True, help="Grafana base URL, e.g. http://localhost:3000.")
+@click.option("--token", envvar="GRAFANA_TOKEN", default=None, help="Service-account token [GRAFANA_TOKEN].")
+@click.option("--user", default=None, help="Basic-auth user (instead of a token).")
+@click.option(
+    "--password", envvar="GRAFANA_PASSWORD", default=None, help="Basic-auth password [GRAFANA_PASSWORD]."
+)
+def dashboards_push(url: str, token: str | None, user: str | None, password: str | None) -> None:
+    """Upload the dashboards into the folder "modelmon" (same uid overwrites; idempotent)."""
+    from grafana_client.client import GrafanaException
+
+    from dashboards.push import connect, push
+    from modelmon.spec import SpecError, load_specs
+
+    try:
+        result = push(
+            connect(url, token=token, user=user, password=password), load_specs(_settings().models_path)
+        )
+    except (SpecError, ValueError, GrafanaException) as error:
+        _fail(f"push to {url} failed: {error}")
+        return
+    click.echo(f"folder modelmon {'created' if result.folder_created else 'exists'}")
+    for uid, path in result.dashboards.items():
+        click.echo(f"saved {uid}  {url.rstrip('/')}{path}")
+    if not result.datasource_found:
+        console.print(
+            "[yellow]warning:[/] no datasource with uid modelmon-clickhouse in Grafana", highlight=False
+        )
+
+
+@cli.command()
+@click.option(
+    "--model", "models", multiple=True, help="Model id (repeatable); default: every model with data."
+)
+@click.option("--since", default="1h", show_default=True, help="Time range ending now, e.g. 30m, 6h, 2d.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("reports"), show_default=True)
+def report(models: tuple[str, ...], since: str, out_dir: Path) -> None:
+    """Render the key dashboard panels to PNG files and one self-contained HTML page."""
+    from dashboards.report import models_with_data, write_report
+    from modelmon.spec import SpecError, load_specs, parse_duration
+    from sinks.clickhouse import connect
+
+    settings = _settings()
+    try:
+        parse_duration(since)
+        specs = load_specs(settings.models_path)
+    except (SpecError, ValueError) as error:
+        _fail(str(error))
+        return
+    client = connect(settings.clickhouse_dsn)
+    chosen = list(models) or models_with_data(client, since)
+    if not chosen:
+        _fail(f"no model has metrics in the last {since}")
+    click.echo(str(write_report(client, chosen, out_dir, since, specs=specs)))
 
 
 def main() -> None:

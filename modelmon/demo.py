@@ -75,6 +75,17 @@ def _wait_for(predicate: Any, timeout: float, progress_update: Any) -> bool:
     return False
 
 
+def _write_report(client: Any, specs: dict[str, Any], out_dir: Path, console: Console) -> str | None:
+    """The dashboards' key panels as PNG + HTML (dashboards.report); None if they could not be drawn."""
+    from dashboards.report import write_report
+
+    try:
+        return str(write_report(client, list(specs), out_dir, "1h", specs=specs))
+    except Exception as error:  # the pictures are a by-product: the demo's result stands without them
+        console.print(f"[yellow]warning:[/] no report written: {error}", highlight=False)
+        return None
+
+
 def run_demo(config: DemoConfig) -> int:
     """Run the demo; returns the process exit code."""
     from modelmon.broker import EmbeddedBroker
@@ -170,6 +181,7 @@ def run_demo(config: DemoConfig) -> int:
             clickhouse=str(workdir / "clickhouse"),
             worker_log=str(workdir / "worker.log"),
         )
+        summary["report"] = _write_report(client, specs, workdir / "report", console)
     if config.as_json:
         print(json.dumps(summary, default=str))
     else:
@@ -180,4 +192,6 @@ def run_demo(config: DemoConfig) -> int:
             f"{summary['dead_letter']}/{config.malformed} dead letters landed in {summary['seconds']} s. "
             f"Data: {summary['clickhouse']}"
         )
+        if summary["report"]:
+            console.print(f"Report (drift, performance, fidelity, alerts): [bold]{summary['report']}[/]")
     return 0 if ok else 1

@@ -203,10 +203,19 @@ class Alert(_Event):
     segment: str = ""
     value: float
     threshold: float
-    window_start: Timestamp
+    window_start: Timestamp = Field(description="Start of the window that caused this transition.")
     window_end: Timestamp
     message: str = ""
-    ts: Timestamp = Field(default_factory=_now)
+    ts: Timestamp = Field(
+        default_factory=_now,
+        description="Time of the transition. The rule engine uses event time (window_end), so a replay "
+        "of the same metric points gives the same row.",
+    )
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Rule context: op, for, fire/resolve thresholds, the windows and values it was decided "
+        "on, notify (whether webhooks get it), group_key (transitions notified together).",
+    )
 
 
 class RetrainRequested(_Event):

@@ -4,11 +4,58 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelmon.topics import Topics
+
+NotificationKind = Literal["alerts", "retrain"]
+NOTIFICATION_KINDS: tuple[NotificationKind, ...] = ("alerts", "retrain")
+
+
+class WebhookTarget(BaseModel):
+    """Where alert and retrain notifications are POSTed (see docs/alerts.md).
+
+    The URL (a Slack webhook URL is itself a credential) and the secret are left out of ``repr``;
+    logs show :attr:`display_url` only.
+
+    >>> target = WebhookTarget(url="https://hooks.example.com/T0/B0/xyz", secret="s3")
+    >>> target.display_url, "s3" in repr(target), "xyz" in repr(target)
+    ('https://hooks.example.com/…', False, False)
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(repr=False, description="http:// or https:// URL.")
+    format: Literal["json", "slack", "alertmanager"] = "json"
+    secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 signing key (optional).")
+    kinds: list[NotificationKind] = Field(
+        default_factory=lambda: list(NOTIFICATION_KINDS), description="What is sent to this target."
+    )
+    timeout_seconds: float = Field(default=5.0, gt=0, description="Per attempt (connect, read, write).")
+    max_attempts: int = Field(default=5, ge=1, description="Tries before the notification dead-letters.")
+    backoff_seconds: float = Field(default=0.5, ge=0, description="First retry delay; doubles each time.")
+    max_backoff_seconds: float = Field(default=30.0, ge=0, description="Cap of the retry delay.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or not urlsplit(value).hostname:
+            raise ValueError("a webhook url is an http:// or https:// URL with a host")
+        return value
+
+    @field_serializer("secret", when_used="json")
+    def _reveal_in_json(self, secret: SecretStr | None) -> str | None:
+        # JSON is how settings reach child processes (Settings.to_env); repr and str stay masked.
+        return None if secret is None else secret.get_secret_value()
+
+    @property
+    def display_url(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/…"
 
 
 class Settings(BaseSettings):
@@ -60,7 +107,17 @@ class Settings(BaseSettings):
     )
     broker_session_timeout: float = Field(default=6.0, gt=0, description="Consumer group session (s).")
     commit_interval: float = Field(default=1.0, gt=0, description="Seconds between offset commits.")
+    producer_linger: float = Field(
+        default=0.01, ge=0, description="Seconds the worker's producer waits to batch messages."
+    )
     web_port: int = Field(default=0, ge=0, description="faust web port on 127.0.0.1 (0 = disabled).")
+    webhooks: list[WebhookTarget] = Field(
+        default_factory=list,
+        description="Webhook targets of alerts and retrain requests, as a JSON list in the environment.",
+    )
+    webhook_queue_size: int = Field(
+        default=1000, ge=1, description="Notifications waiting per webhook target; beyond, dead-letter."
+    )
     log_level: str = Field(default="info")
 
     @property

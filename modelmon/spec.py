@@ -93,6 +93,13 @@ class ReferenceSpec(_Spec):
     def _path_for_file(self) -> ReferenceSpec:
         if self.source == "file" and not self.path:
             raise ValueError("source 'file' needs 'path' (a CSV or Parquet file)")
+        if self.source == "rolling":
+            # Stage 1 bins each window on its reference's edges; a reference changing every window
+            # would need every window re-binned or compared unbinned (docs/references.md).
+            raise ValueError(
+                "source 'rolling' (the previous window as the reference) is not supported yet; "
+                "use first_n, first_period or file"
+            )
         parse_duration(self.period)
         return self
 
@@ -100,6 +107,47 @@ class ReferenceSpec(_Spec):
 class DriftSpec(_Spec):
     method: str = Field(default="auto", description="Drift method name, or 'auto' to choose by data.")
     threshold: float | None = Field(default=None, description="None = the method's default.")
+
+
+ChangeDetectorName = Literal["adwin", "page_hinkley", "kswin"]
+ChangeSeries = Literal["error", "drift_share", "feature_drift"]
+
+
+def _every_series() -> list[ChangeSeries]:
+    return ["error", "drift_share", "feature_drift"]
+
+
+class ChangeSpec(_Spec):
+    """Streaming change detectors that stage 2 runs on per-window metric series (streams/change.py)."""
+
+    detectors: list[ChangeDetectorName] | None = Field(
+        default=None,
+        description="Detectors run on every series; [] = off; unset = adwin, plus page_hinkley on fractions.",
+    )
+    metrics: list[ChangeSeries] = Field(
+        default_factory=_every_series,
+        description="Series: error (1 - accuracy, or mae), drift_share, feature_drift (per feature).",
+    )
+    params: dict[ChangeDetectorName, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Detector settings by detector name; checked when the worker starts.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChangeSpec:
+        entries: dict[str, list[str]] = {
+            "detectors": list(self.detectors or []),
+            "metrics": list(self.metrics),
+        }
+        for name, values in entries.items():
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"{name} must not repeat entries; repeated: {repeated}")
+        running = ["adwin", "page_hinkley"] if self.detectors is None else self.detectors
+        unused = sorted(set(self.params) - set(running))
+        if unused:
+            raise ValueError(f"params given for {unused}, which do not run (detectors: {running})")
+        return self
 
 
 class AlertRuleSpec(_Spec):
@@ -122,14 +170,57 @@ class AlertRuleSpec(_Spec):
         parse_duration(value)
         return value
 
+    @model_validator(mode="after")
+    def _hysteresis(self) -> AlertRuleSpec:
+        resolve = self.resolve_threshold
+        if resolve is None:
+            return self
+        if self.op in (">", ">=") and resolve > self.threshold:
+            raise ValueError(
+                f"resolve_threshold ({resolve}) must not be above threshold ({self.threshold}) for op "
+                f"'{self.op}': the alert resolves once the value is back below it"
+            )
+        if self.op in ("<", "<=") and resolve < self.threshold:
+            raise ValueError(
+                f"resolve_threshold ({resolve}) must not be below threshold ({self.threshold}) for op "
+                f"'{self.op}': the alert resolves once the value is back above it"
+            )
+        return self
+
+
+class PerformanceTriggerSpec(_Spec):
+    """Retrain when a model-level metric stays below a floor for N consecutive windows."""
+
+    metric: str = Field(default="accuracy", min_length=1, description="e.g. accuracy, f1, roc_auc.")
+    threshold: float = Field(description="Retrain when the metric is below this.")
+    for_windows: int = Field(default=3, ge=1, alias="for", description="Consecutive windows below it.")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
 
 class RetrainSpec(_Spec):
     enabled: bool = False
     on_rules: list[str] = Field(default_factory=list, description="Alert rules that request retraining.")
-    min_severity: Literal["info", "warning", "critical"] = "critical"
+    min_severity: Literal["info", "warning", "critical"] = Field(
+        default="critical", description="Without on_rules: firing alerts of this severity or above."
+    )
     min_drifted_important_features: int | None = Field(default=None, ge=1)
+    performance_below: list[PerformanceTriggerSpec] = Field(
+        default_factory=list, description="Model-level metric floors that request retraining."
+    )
     cooldown: str = "24h"
     webhook: str | None = Field(default=None, description="Pipeline trigger URL (Airflow, Kubeflow).")
+    webhook_format: Literal["json", "slack", "alertmanager"] = "json"
+    webhook_secret_env: str | None = Field(
+        default=None, description="Environment variable holding the pipeline webhook's signing secret."
+    )
+
+    @field_validator("webhook")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"webhook must be an http:// or https:// URL, got {value!r}")
+        return value
 
     @field_validator("cooldown")
     @classmethod
@@ -149,6 +240,7 @@ class ModelSpec(_Spec):
     segments: list[str] = Field(default_factory=list, description="Tags whose values are segments.")
     reference: ReferenceSpec = Field(default_factory=ReferenceSpec)
     drift: DriftSpec = Field(default_factory=DriftSpec)
+    change: ChangeSpec = Field(default_factory=ChangeSpec)
     alerts: list[AlertRuleSpec] = Field(default_factory=list)
     retrain: RetrainSpec = Field(default_factory=RetrainSpec)
     label_ttl: str = Field(default="7d", description="How long a prediction waits for its label.")

@@ -98,7 +98,9 @@ TABLES: dict[type[Event], TableSpec] = {
         ("model_id", "metric", "feature", "segment", "model_version", "window_start", "source"),
         json_columns=frozenset({"details"}),
     ),
-    Alert: TableSpec("alerts", Alert, ("model_id", "dedup_key", "ts", "state")),
+    Alert: TableSpec(
+        "alerts", Alert, ("model_id", "dedup_key", "ts", "state"), json_columns=frozenset({"details"})
+    ),
     RetrainRequested: TableSpec(
         "retrain_requests",
         RetrainRequested,

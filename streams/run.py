@@ -9,7 +9,9 @@ import faust
 from modelmon.admin import ensure_topics
 from modelmon.settings import Settings
 from modelmon.spec import load_specs
+from streams.alerting import register_alerting
 from streams.app import build_app
+from streams.auto_reference import ReferenceTopicPublisher
 from streams.references import ReferenceCatalog
 from streams.topology import partials_topic_name, register_topology
 
@@ -38,7 +40,15 @@ def build_worker_app(settings: Settings) -> faust.App:
     if not catalog.wait_until_caught_up(30):
         log.warning("reference profiles not fully read after 30 s; drift waits for them")
     app = build_app(settings, partitions=partitions)
-    register_topology(app, settings, specs, catalog.get)
+    register_topology(
+        app,
+        settings,
+        specs,
+        catalog.get,
+        publish_reference=ReferenceTopicPublisher(settings),
+        references_ready=lambda: catalog.caught_up,
+    )
+    register_alerting(app, settings, specs)
     log.info("worker for models %s on %d partitions", ", ".join(sorted(specs)), partitions)
     return app
 

@@ -260,7 +260,8 @@ EXPECTED_COLUMNS = {
         "metric": "LowCardinality(String)", "feature": "LowCardinality(String)",
         "segment": "LowCardinality(String)", "value": "Float64", "threshold": "Float64",
         "window_start": "DateTime64(3, 'UTC')", "window_end": "DateTime64(3, 'UTC')",
-        "message": "String", "ts": "DateTime64(3, 'UTC')", "inserted_at": "DateTime64(3, 'UTC')",
+        "message": "String", "details": "String", "ts": "DateTime64(3, 'UTC')",
+        "inserted_at": "DateTime64(3, 'UTC')",
     },
     "retrain_requests": {
         "request_id": "String", "idempotency_key": "String", "model_id": "LowCardinality(String)",

@@ -48,7 +48,13 @@ NON_DEFAULT: dict[str, Any] = {
     "window_grace_seconds": 1.5,
     "broker_session_timeout": 10.0,
     "commit_interval": 0.5,
+    "producer_linger": 0.05,
     "web_port": 6066,
+    "webhooks": [
+        {"url": "https://hooks.example.com/a", "format": "slack", "secret": "s3cret", "kinds": ["alerts"]},
+        {"url": "http://airflow:8080/trigger", "timeout_seconds": 2.0, "max_attempts": 3},
+    ],
+    "webhook_queue_size": 50,
     "log_level": "debug",
 }
 
