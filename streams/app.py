@@ -149,7 +149,37 @@ def build_app(settings: Settings, *, partitions: int) -> faust.App:
     )
     # mypy does not match this plain handler to mode's SignalHandlerT (mypy_extensions NamedArg).
     app.on_before_shutdown.connect(_leave_group_on_clean_stop)  # type: ignore[arg-type]
+    seek_uncommitted_to_start(app)
     return app
+
+
+def seek_uncommitted_to_start(app: faust.App) -> None:
+    """Make faust's "seek to committed offsets" also rewind partitions that have no committed offset.
+
+    After a rebalance faust rewinds every stream partition to its committed offset, because records
+    fetched around the rebalance (during table recovery, or while the flow was stopped) are
+    discarded without being processed. aiokafka's ``seek_to_committed`` only seeks partitions whose
+    committed offset is above 0, so a partition with nothing committed yet kept its fetch position
+    past the discarded records, and they were never processed by this worker (measured on the
+    embedded broker: a second worker joining while the first had not committed yet processed none
+    of its partitions' events). Stage 1 commits only when a chunk closes, so such partitions are
+    common at the start. Here those partitions are rewound to offset 0 (the broker's reset policy,
+    earliest, applies if the log starts later); re-reading is safe, as after any rebalance
+    (streams.stage1: replay-safe join, a chunk's partials replaced by revision).
+    Changelog partitions are left to faust's table recovery.
+    """
+    consumer = app.consumer
+    seek_to_committed = consumer.seek_to_committed
+
+    async def seek_to_committed_or_start() -> Mapping[Any, int]:
+        committed = await seek_to_committed()
+        changelogs = app.tables.changelog_topics
+        for tp, offset in committed.items():
+            if (offset is None or offset <= 0) and tp.topic not in changelogs:
+                await consumer.seek(faust.types.TP(tp.topic, tp.partition), 0)
+        return committed
+
+    consumer.seek_to_committed = seek_to_committed_or_start  # type: ignore[method-assign]
 
 
 @contextmanager

@@ -86,14 +86,6 @@ def run(kafka_broker: Any, clickhouse_client: Any, tmp_path: Path, prefix: str, 
     return totals(clickhouse_client, model_id)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "Known open bug (issue #4): with noida-db 0.2.3 the group rebalances several times while the "
-        "second worker joins (it bumps generations and drops members), and a window sometimes never "
-        "reaches its total within the wait; passes in about half the runs"
-    ),
-)
 def test_two_workers_give_the_totals_of_one(kafka_broker, clickhouse_client, tmp_path: Path) -> None:
     one = run(kafka_broker, clickhouse_client, tmp_path / "one", "one1.", workers=1)
     two = run(kafka_broker, clickhouse_client, tmp_path / "two", "two2.", workers=2)
