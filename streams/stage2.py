@@ -11,7 +11,13 @@ window's metrics are acknowledged by the broker, so a crash replays them. Partia
 replace each other by revision; a final partial whose source was already merged is ignored.
 Closed windows' final parts are saved in a faust table (``closed-windows``) before their partials
 are acknowledged, so a partial replayed after a restart, or a late one, merges into the saved
-window instead of an empty one. The last ``keep_closed`` closed windows are kept.
+window instead of an empty one. The saved windows are kept for ``retention_ms`` of event time
+(the longer of the worker's retention and the model's label TTL) behind the watermark of the
+model's slowest prediction partition, then swept; in memory only the ``keep_closed`` newest closed
+windows stay, older ones are restored from the table when a late partial arrives. A partial for
+a window older than the retention that is no longer saved is counted (``expired_partials``),
+logged and not applied: it would otherwise replace the window's full metrics by those of the
+late fraction.
 
 Ready windows close in start order; at its close a window's series are fed to the change
 detectors (``streams.change``, state in the ``change-detectors`` table, saved like
@@ -23,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +112,8 @@ class Stage2Stats:
     windows_closed: int = 0
     emissions: int = 0
     dropped_closed: int = 0
+    expired_partials: int = 0
+    swept_closed: int = 0
 
 
 class Stage2:
@@ -121,6 +129,9 @@ class Stage2:
         allowed_lateness_ms: int,
         grace_seconds: float,
         keep_closed: int = 500,
+        retention_ms: int | Callable[[str], int] = 86_400_000,
+        sweep_seconds: float = 60.0,
+        clock_inputs: Callable[[str], bool] = lambda _input: True,
         change: ChangeTracker | None = None,
         auto_references: AutoReferenceBuilder | None = None,
     ) -> None:
@@ -131,6 +142,10 @@ class Stage2:
         self.allowed_lateness_ms = allowed_lateness_ms
         self.grace_seconds = grace_seconds
         self.keep_closed = keep_closed
+        self._retention = retention_ms if callable(retention_ms) else (lambda _model: retention_ms)
+        self.sweep_seconds = sweep_seconds
+        self.clock_inputs = clock_inputs
+        self._swept_at = time.monotonic()
         self.change = change
         self.auto_references = auto_references
         self.windows: dict[tuple[BundleKey, str], WindowState] = {}
@@ -155,6 +170,13 @@ class Stage2:
             self.stats.partials += 1
             state = self.windows.get((bundle.key, ref))
             if state is None:
+                if self._expired(bundle.key) and window_id(bundle.key, ref) not in self.closed_store:
+                    self.stats.expired_partials += 1
+                    log.warning(
+                        "partial for %s is older than the retention: counted, not applied", bundle.key
+                    )
+                    await stream.ack(event)
+                    continue
                 state = self._restore(bundle.key, ref, event.message.partition)
                 self.windows[(bundle.key, ref)] = state
             if state.add(source, revision, final, bundle):
@@ -162,6 +184,39 @@ class Stage2:
             else:
                 await stream.ack(event)  # already merged (and saved) or superseded: nothing to hold
         await self.close_ready(stream)
+        if events and time.monotonic() - self._swept_at >= self.sweep_seconds:
+            self.sweep({e.message.partition: e for e in events})
+
+    def _expired(self, key: BundleKey) -> bool:
+        """Whether a window ended longer than the model's retention before its slowest clock input.
+
+        Clock inputs are the prediction partitions (``clock_inputs``): label partitions carry label
+        times, which run ahead of the predictions' windows by up to the label TTL (or, with
+        synthetic timestamps, by anything). The slowest one, so no partition's windows expire early.
+        """
+        inputs = self.watermarks.get(key.model_id, {})
+        clocks = [mark for name, mark in inputs.items() if self.clock_inputs(name)]
+        if not clocks:
+            return False
+        return key.window_start_ms + key.window_ms < min(clocks) - self._retention(key.model_id)
+
+    def sweep(self, anchors: Mapping[int, EventT]) -> int:
+        """Delete saved windows older than the retention; each under an event of its own partition."""
+        self._swept_at = time.monotonic()
+        expired = []
+        for name, record in list(self.closed_store.items()):
+            if not isinstance(record, dict) or "model_id" not in record:
+                continue  # saved before the retention fields existed: kept
+            key = BundleKey(
+                record["model_id"], "", "", int(record["window_start_ms"]), int(record["window_ms"])
+            )
+            if self._expired(key) and int(record["partition"]) in anchors:
+                expired.append((name, int(record["partition"])))
+        for name, partition in expired:
+            with changelog_partition_of(anchors[partition]):
+                del self.closed_store[name]
+        self.stats.swept_closed += len(expired)
+        return len(expired)
 
     def _restore(self, key: BundleKey, ref: str, partition: int) -> WindowState:
         """A new window state, or a closed window's saved state (a partial replayed after a restart)."""
@@ -178,7 +233,14 @@ class Stage2:
         anchor = state.held[0] if state.held else None
         if anchor is None:
             return
-        record = {"base": state.base.to_dict() if state.base else None, "sources": state.base_sources}
+        record = {
+            "base": state.base.to_dict() if state.base else None,
+            "sources": state.base_sources,
+            "model_id": state.key.model_id,
+            "window_start_ms": state.key.window_start_ms,
+            "window_ms": state.key.window_ms,
+            "partition": anchor.message.partition,
+        }
         with changelog_partition_of(anchor):
             self.closed_store[window_id(state.key, state.reference_id)] = record
 
@@ -236,11 +298,11 @@ class Stage2:
             del self.windows[key]
 
     def _evict(self) -> None:
+        """Keep the newest ``keep_closed`` closed windows in memory; the table keeps them all."""
         closed = [k for k, s in self.windows.items() if s.closed and not s.dirty and not s.held]
         excess = len(closed) - self.keep_closed
         if excess > 0:
             closed.sort(key=lambda k: k[0].window_start_ms)
             for key in closed[:excess]:
                 del self.windows[key]
-                self.closed_store.pop(window_id(*key), None)
             self.stats.dropped_closed += excess

@@ -6,13 +6,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import faust
 from faust.types import StreamT
 
 from modelmon.settings import Settings
-from modelmon.spec import ModelSpec
+from modelmon.spec import ModelSpec, parse_duration
 from streams.auto_reference import AutoReferenceBuilder, Publish
 from streams.batching import EventBatcher
 from streams.change import ChangeTracker
@@ -34,6 +35,13 @@ def partials_topic_name(settings: Settings) -> str:
 class Topology:
     stage1: Stage1
     stage2: Stage2
+
+
+def window_retention_ms(settings: Settings, spec: ModelSpec | None) -> int:
+    """How long stage 2 keeps a closed window for late partials: the worker's retention, or the
+    model's label TTL if longer (a label may join that long after its prediction)."""
+    ttl = parse_duration(spec.label_ttl) if spec is not None else timedelta(0)
+    return max(settings.retention_seconds * 1000, int(ttl.total_seconds() * 1000))
 
 
 def register_topology(
@@ -68,6 +76,8 @@ def register_topology(
         closed_windows,
         allowed_lateness_ms=settings.allowed_lateness_seconds * 1000,
         grace_seconds=settings.window_grace_seconds,
+        retention_ms=lambda model_id: window_retention_ms(settings, specs.get(model_id)),
+        clock_inputs=lambda source: source.startswith(f"{topics.predictions}|"),
         change=ChangeTracker(specs, change_detectors),
         auto_references=None
         if publish_reference is None

@@ -1,0 +1,124 @@
+"""Stage 2 keeps closed windows for late partials: beyond memory, within the retention, never from a fraction.
+
+Unit tests with doubles (a plain dict as the closed-window table, a recording stream and topic); the
+real table and broker are exercised by tests/test_e2e_topology.py and tests/test_e2e_restart.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from modelmon.events import MetricPoint
+from modelmon.spec import ModelSpec
+from streams.bundle import BundleKey, WindowBundle
+from streams.stage2 import Stage2, window_id
+from tests.test_auto_reference import T0, WINDOW_MS, make_rows, make_spec
+
+
+@dataclass
+class Message:
+    value: bytes
+    partition: int = 0
+    tp: str = "partials-0"
+
+
+@dataclass
+class Event:
+    message: Message
+
+
+@dataclass
+class Stream:
+    acked: list[Event] = field(default_factory=list)
+
+    async def ack(self, event: Event) -> bool:
+        self.acked.append(event)
+        return True
+
+
+@dataclass
+class Topic:
+    sent: list[MetricPoint] = field(default_factory=list)
+
+    async def send(self, key: bytes, value: bytes) -> asyncio.Future[None]:
+        self.sent.append(MetricPoint.model_validate_json(value))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def partial(spec: ModelSpec, window: int, n: int, source: str, watermark_ms: int) -> Event:
+    key = BundleKey("m", "1", "", T0 + window * WINDOW_MS, WINDOW_MS)
+    bundle = WindowBundle.empty(key, spec, None)
+    rows = make_rows(window, n, seed=hash(source) % 1000)
+    bundle.add_predictions(rows, [T0] * n, spec)
+    value = {
+        "source": source,
+        "input": "predictions|0",
+        "revision": 1,
+        "final": True,
+        "watermark_ms": watermark_ms,
+        "reference_id": "",
+        "bundle": bundle.to_dict(),
+    }
+    return Event(Message(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)))
+
+
+def events_of(topic: Topic, window: int) -> list[float]:
+    start = T0 + window * WINDOW_MS
+    return [
+        p.value
+        for p in topic.sent
+        if p.metric == "events" and p.feature == "" and int(p.window_start.timestamp() * 1000) == start
+    ]
+
+
+def make_stage2(store: dict[str, Any], topic: Topic, **options: Any) -> Stage2:
+    spec = make_spec()
+    return Stage2(
+        {"m": spec},
+        lambda model, version: None,
+        topic,  # type: ignore[arg-type]
+        store,
+        allowed_lateness_ms=0,
+        grace_seconds=0.0,
+        **options,
+    )
+
+
+def run(stage2: Stage2, stream: Stream, *events: Event) -> None:
+    asyncio.run(stage2.process(stream, list(events)))  # type: ignore[arg-type]
+
+
+def test_a_late_partial_for_a_window_evicted_from_memory_merges_into_the_saved_window() -> None:
+    spec, store, topic, stream = make_spec(), {}, Topic(), Stream()
+    stage2 = make_stage2(store, topic, keep_closed=1)
+    run(stage2, stream, partial(spec, 0, 100, "a", T0 + WINDOW_MS))
+    run(stage2, stream, partial(spec, 1, 50, "b", T0 + 2 * WINDOW_MS))
+    run(stage2, stream, partial(spec, 2, 50, "c", T0 + 3 * WINDOW_MS))
+    assert all(key[0].window_start_ms != T0 for key in stage2.windows)  # window 0 left memory
+    assert events_of(topic, 0) == [100.0]
+    # Seven late events for window 0 from another source: the window is restored from the table.
+    run(stage2, stream, partial(spec, 0, 7, "late", T0 + 3 * WINDOW_MS))
+    assert events_of(topic, 0) == [100.0, 107.0]
+    assert stage2.stats.expired_partials == 0
+
+
+def test_a_partial_older_than_the_retention_is_counted_not_applied_and_old_windows_are_swept() -> None:
+    spec, store, topic, stream = make_spec(), {}, Topic(), Stream()
+    stage2 = make_stage2(store, topic, keep_closed=1, retention_ms=2 * WINDOW_MS, sweep_seconds=0.0)
+    run(stage2, stream, partial(spec, 0, 100, "a", T0 + WINDOW_MS))
+    assert window_id(BundleKey("m", "1", "", T0, WINDOW_MS), "") in store
+    # The watermark moves 5 windows on: window 0 ended more than the retention ago and is swept.
+    run(stage2, stream, partial(spec, 5, 10, "b", T0 + 6 * WINDOW_MS))
+    assert window_id(BundleKey("m", "1", "", T0, WINDOW_MS), "") not in store
+    assert stage2.stats.swept_closed == 1
+    late = partial(spec, 0, 7, "late", T0 + 6 * WINDOW_MS)
+    run(stage2, stream, late)
+    assert events_of(topic, 0) == [100.0]  # not replaced by the 7 late events alone
+    assert stage2.stats.expired_partials == 1
+    assert late in stream.acked  # counted and released, not held forever
