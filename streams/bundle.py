@@ -110,6 +110,8 @@ class WindowBundle:
         self.key, self.task, self.positive_class = key, task, positive_class
         self.events = 0
         self.labels = 0
+        self.late_events = 0
+        """Predictions folded in after their partition's watermark passed window end + allowed lateness."""
         self._features: dict[str, WindowAggregate] = {}
         self._moments: dict[str, tuple[Fraction, Fraction]] = {}
         self._values: NumericAggregate | None = None
@@ -289,6 +291,7 @@ class WindowBundle:
             raise ValueError(f"cannot merge bundles of {self.key}/{self.task} and {other.key}/{other.task}")
         out = type(self)(self.key, self.task, self.positive_class)
         out.events, out.labels = self.events + other.events, self.labels + other.labels
+        out.late_events = self.late_events + other.late_events
         try:
             for name in sorted(set(self._features) | set(other._features)):
                 out._features[name] = _merged(self._features.get(name), other._features.get(name))
@@ -325,6 +328,7 @@ class WindowBundle:
             "positive_class": self.positive_class,
             "events": self.events,
             "labels": self.labels,
+            "late_events": self.late_events,
             "features": {
                 name: numeric(name, agg) if isinstance(agg, NumericAggregate) else agg.to_dict()
                 for name, agg in sorted(self._features.items())
@@ -343,6 +347,7 @@ class WindowBundle:
             raise ValueError(f"unsupported bundle format {data.get('version')!r}; expected {FORMAT_VERSION}")
         bundle = cls(BundleKey(**data["key"]), Task(data["task"]), str(data["positive_class"]))
         bundle.events, bundle.labels = int(data["events"]), int(data["labels"])
+        bundle.late_events = int(data.get("late_events", 0))
 
         def numeric(slot: str, item: dict[str, Any]) -> NumericAggregate:
             bundle._moments[slot] = (Fraction(item["exact_sum"]), Fraction(item["exact_sum_sq"]))

@@ -106,6 +106,7 @@ def window_metrics(
     points = _Points(bundle.key, source, revision)
     points.add("events", "", bundle.events)
     points.add("labels", "", bundle.labels)
+    points.add("late_events", "", bundle.late_events)
     points.add("label_coverage", "", Metric.ratio(bundle.labels, bundle.events, "no events"))
     _performance(bundle, points)
     _fidelity(bundle, points)

@@ -53,7 +53,19 @@ def reference_id(profile: ReferenceProfile | None) -> str:
     """A short, stable id of a reference profile ('' for none): bundles merge only within one."""
     if profile is None:
         return ""
-    return hashlib.sha1(profile.to_json().encode()).hexdigest()[:12]
+    # Asked for every bundle of every batch: hashing the profile's JSON each time took a quarter of a
+    # worker's CPU. Profiles are read-only; the entry holds the profile, so its id is not reused.
+    cached = _REFERENCE_IDS.get(id(profile))
+    if cached is not None and cached[0] is profile:
+        return cached[1]
+    digest = hashlib.sha1(profile.to_json().encode()).hexdigest()[:12]
+    if len(_REFERENCE_IDS) >= 256:
+        _REFERENCE_IDS.clear()
+    _REFERENCE_IDS[id(profile)] = (profile, digest)
+    return digest
+
+
+_REFERENCE_IDS: dict[int, tuple[ReferenceProfile, str]] = {}
 
 
 def bundle_keys(spec: ModelSpec, event: PredictionEvent, window_ms: int) -> list[BundleKey]:
@@ -83,6 +95,7 @@ class Stage1:
         self.partials_topic = partials_topic
         self.dead_topic = dead_topic
         self.window_ms = settings.window_seconds * 1000
+        self.allowed_lateness_ms = settings.allowed_lateness_seconds * 1000
         self.chunk_size = settings.chunk_size
         self.chunks: dict[tuple[str, int], Chunk] = {}
         self._last_offset: dict[tuple[str, int], int] = {}
@@ -170,6 +183,7 @@ class Stage1:
         """Join and aggregate one partition's events of a batch; returns the chunks it closed."""
         closed: list[Chunk] = []
         predictions: dict[tuple[int, BundleKey], list[tuple[PredictionEvent, int]]] = defaultdict(list)
+        late: dict[tuple[int, BundleKey], int] = defaultdict(int)
         pairs: dict[tuple[int, BundleKey], list[JoinedPair]] = defaultdict(list)
         chunks_seen: dict[int, Chunk] = {}
         for event, parsed in items:
@@ -185,10 +199,14 @@ class Stage1:
                 spec = self.specs[parsed.model_id]
                 keys = bundle_keys(spec, parsed, self.window_ms)
                 ts_ms = epoch_ms(parsed.ts)
+                # Late: its window had closed for this partition (watermark past end + lateness).
+                window_end = ts_ms - ts_ms % self.window_ms + self.window_ms
+                is_late = chunk.watermark_ms >= window_end + self.allowed_lateness_ms
                 chunk.touch(message.offset, ts_ms)
                 ingest_ms = int((message.timestamp or time.time()) * 1000)
                 for key in keys:
                     predictions[(chunk.index, key)].append((parsed, ingest_ms))
+                    late[(chunk.index, key)] += is_late
                 record = prediction_record(
                     parsed.model_id, parsed.model_version, ts_ms, parsed.prediction, parsed.score,
                     parsed.scores, [k.segment for k in keys], origin,
@@ -223,6 +241,7 @@ class Stage1:
             bundle.add_predictions(
                 [e for e, _ in group], np.array([t for _, t in group]), self.specs[key.model_id]
             )
+            bundle.late_events += late[(index, key)]
         for (index, key), joined in pairs.items():
             self._bundle(all_chunks[index], key).add_labels(joined, self.specs[key.model_id])
         return closed

@@ -58,6 +58,38 @@ def change_records(
     return latest
 
 
+def expected_late(kafka_broker: Any, topic_prefix: str, model_id: str) -> dict[datetime, float]:
+    """Late predictions per window, from the predictions topic as stored: in each partition, in offset
+    order, a prediction is late once an earlier one of that partition is past its window's end
+    (allowed lateness 0)."""
+    consumer = Consumer(kafka_broker.consumer_config(f"late-{uuid.uuid4().hex[:6]}"))
+    consumer.subscribe([f"{topic_prefix}predictions"])
+    rows: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    try:
+        idle = 0
+        while idle < 5:
+            message = consumer.poll(1.0)
+            if message is None:
+                idle += 1
+                continue
+            if message.error():
+                continue
+            value = orjson.loads(message.value())
+            if value["model_id"] == model_id:
+                ts_ms = int(datetime.fromisoformat(value["ts"]).timestamp() * 1000)
+                rows[message.partition()].append((message.offset(), ts_ms))
+    finally:
+        consumer.close()
+    late: dict[datetime, float] = defaultdict(float)
+    for partition_rows in rows.values():
+        watermark = 0
+        for _, ts_ms in sorted(partition_rows):
+            start = ts_ms - ts_ms % 60_000
+            late[datetime.fromtimestamp(start / 1000, UTC)] += float(watermark >= start + 60_000)
+            watermark = max(watermark, ts_ms)
+    return dict(late)
+
+
 def run_topology(
     kafka_broker: Any, topic_prefix: str, clickhouse_client: Any, tmp_path: Path, **settings_extra: Any
 ) -> tuple[Any, WorkerProcess, ClickHouseSink]:
@@ -148,6 +180,12 @@ def test_late_and_out_of_order_labels_give_the_exact_accuracy(
     assert events == {w: 300.0 for w in accuracy}
     coverage = window_metric(clickhouse_client, model_id, "label_coverage")
     assert coverage == {w: pytest.approx(all_labels[w] / 300.0) for w in accuracy}
+    # Predictions were produced shuffled over three windows: those read after their partition's
+    # watermark passed their window's end are counted as late (and still counted in events).
+    late = expected_late(kafka_broker, topic_prefix, model_id)
+    assert sum(late.values()) > 0
+    expected_counts = {w: late.get(w, 0.0) for w in accuracy}
+    assert window_metric(clickhouse_client, model_id, "late_events") == expected_counts
 
 
 def test_drift_is_flagged_from_the_injected_window_on_not_before(
