@@ -221,8 +221,11 @@ def connect(dsn: str) -> Client:
     target = parse_dsn(dsn)
     if target.kind == "chdb":
         return _ENGINES.get(target, dsn)
+    # clickhouse-connect infers TLS from the port only (443/8443): take it from the scheme instead,
+    # so https://host/db is HTTPS on 8443 and https://host:9443 is HTTPS too.
+    interface = "https" if dsn.lower().startswith("https:") else "http"
     try:
-        client = clickhouse_connect.get_client(dsn=dsn, tz_mode=_TZ_MODE)
+        client = clickhouse_connect.get_client(dsn=dsn, interface=interface, tz_mode=_TZ_MODE)
     except Exception as exc:
         raise ClickHouseError(f"cannot connect to ClickHouse at {describe(dsn)}: {exc}") from exc
     logger.info("connected to ClickHouse server %s", describe(dsn))

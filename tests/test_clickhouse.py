@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from modelmon.events import Alert, DeadLetter, MetricPoint, RetrainRequested
+from sinks import clickhouse
 from sinks.clickhouse import ClickHouseError, ClickHouseTarget, Client, connect, describe, parse_dsn
 from sinks.migrate import (
     DEFAULT_TTL_DAYS,
@@ -324,3 +325,26 @@ def test_set_retention_changes_every_ttl(fresh_database: Client) -> None:
     assert all("toIntervalDay(7)" in query for _, query in queries)
     with pytest.raises(ValueError, match="positive"):
         set_retention(fresh_database, 0)
+
+
+@pytest.mark.parametrize(
+    ("dsn", "interface"),
+    [
+        ("https://u:p@ch.example/db", "https"),
+        ("https://u:p@ch.example:9443/db", "https"),
+        ("HTTPS://u:p@ch.example:8123/db", "https"),
+        ("http://u:p@ch.example:8443/db", "http"),
+    ],
+)
+def test_server_dsn_scheme_decides_tls(monkeypatch: pytest.MonkeyPatch, dsn: str, interface: str) -> None:
+    # clickhouse-connect alone infers TLS from the port; the scheme the user wrote must win.
+    seen: dict[str, object] = {}
+
+    def fake_get_client(**kwargs: object) -> object:
+        seen.update(kwargs)
+        return object()
+
+    monkeypatch.setattr(clickhouse.clickhouse_connect, "get_client", fake_get_client)
+    clickhouse.connect(dsn)
+    assert seen["interface"] == interface
+    assert seen["dsn"] == dsn
