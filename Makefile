@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench bench-detectors bench-pipeline install clean
+.PHONY: demo test lint typecheck bench bench-detectors bench-pipeline bench-detection install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +28,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy modelmon streams sinks detectors retrain_trigger dashboards
 
-bench: bench-detectors bench-pipeline
+bench: bench-detectors bench-pipeline bench-detection
 
 bench-detectors: $(STAMP)
 	bash bench/setup_peers.sh && $(BIN)/python bench/bench_detectors.py
 
 bench-pipeline: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]' && $(BIN)/python bench/bench_pipeline.py
+
+bench-detection: $(STAMP)
+	$(BIN)/python bench/bench_detection.py --json bench/results/detection.json
 
 clean:
 	rm -rf $(VENV) .modelmon .pytest_cache .ruff_cache .mypy_cache reports
