@@ -39,6 +39,13 @@ def predictions_seen(worker: WorkerProcess) -> int:
     return int(found[-1]) if found else 0
 
 
+def summary(worker: WorkerProcess) -> str:
+    """The lines of a worker's log that tell what the group and the stages did."""
+    wanted = ("Joined group", "dropped", "Stage1Stats", "Stage2Stats", "Heartbeat", "Error", "Traceback")
+    lines = worker.log_path.read_text(errors="replace").splitlines()
+    return "\n".join(line[:300] for line in lines if any(w in line for w in wanted))[-6000:]
+
+
 def run(kafka_broker: Any, clickhouse_client: Any, tmp_path: Path, prefix: str, workers: int) -> dict:
     model_id = write_spec(tmp_path / "models", model_id=f"two-{prefix.strip('.')}")
     settings = make_settings(
@@ -74,7 +81,7 @@ def run(kafka_broker: Any, clickhouse_client: Any, tmp_path: Path, prefix: str, 
             t = totals(clickhouse_client, model_id)
             return sum(t.get("events", {}).values()) >= TOTAL and len(t.get("labels", {})) == windows
 
-        assert wait_until(done, 120), [p.log() for p in procs]
+        assert wait_until(done, 240), (totals(clickhouse_client, model_id), [summary(p) for p in procs])
         # Every worker really took part: each one's stage 1 reports predictions it processed
         # (the stats line is logged every 10 s).
         assert wait_until(lambda: all(predictions_seen(p) > 0 for p in procs), 30), [p.log() for p in procs]

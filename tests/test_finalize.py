@@ -249,7 +249,7 @@ def test_undefined_metrics_are_not_emitted() -> None:
     for name in ("precision", "recall", "f1", "roc_auc"):  # no positive label or prediction
         assert (name, "") not in points
     empty = by_name(window_metrics(WindowBundle.empty(KEY, spec, reference_for("binary")), spec, None))
-    assert set(empty) == {("events", ""), ("labels", ""), ("duplicate_ids", "")}
+    assert set(empty) == {("events", ""), ("labels", ""), ("late_events", ""), ("duplicate_ids", "")}
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
