@@ -1,4 +1,16 @@
-"""`modelmon demo`: broker, worker, sink and ClickHouse on one machine, fed with synthetic traffic."""
+"""`modelmon demo`: broker, worker, sink and ClickHouse on one machine, fed with a scripted synthetic story.
+
+The demo starts the embedded Kafka-protocol broker, a ``modelmon worker`` subprocess and, in this
+process, the ClickHouse sink on an embedded chDB directory. A producer thread sends the
+:class:`~modelmon.scenario.Scenario` through the SDK at a steady rate (compressed event time: 30
+one-minute windows in well under a minute) with late and missing labels, covariate drift, a burst
+of malformed messages and concept drift, announced as they start. The live view reads ClickHouse.
+At the end it prints (or, with ``--json``, emits as one JSON object) the events counted, the dead
+letters, the alerts fired and resolved, the retrain requests with their evidence and the path of
+the HTML/PNG report. Guarantees: the worker is stopped on every exit path (also Ctrl-C), the
+workdir is wiped first so a second run starts clean, and the exit code is 0 only when every valid
+event and every malformed message was accounted for in ClickHouse.
+"""
 
 from __future__ import annotations
 
@@ -7,93 +19,225 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.live import Live
+from rich.markup import escape
 
-from modelmon.settings import Settings
-from modelmon.spec import load_specs
+from modelmon.demo_summary import alert_transitions, collect_summary, print_summary, read_progress
+from modelmon.demo_view import live_view, print_plan, timeline
+from modelmon.producer import ScenarioProgress, produce_scenario
+from modelmon.scenario import Injection, Scenario, write_training_file
+from modelmon.settings import Settings, WebhookTarget
+from modelmon.spec import ModelSpec, load_specs
+
+__all__ = ["DemoConfig", "collect_summary", "print_summary", "run_demo"]
+
+SETTLE_SECONDS = 3.0
+"""Nothing new in ClickHouse for this long (after everything landed) ends the run."""
+REFERENCE_ROWS = 1000
+"""Training rows behind each reference: at most 1000 picks the tests with p-values (docs/detectors.md)."""
+STALL_SECONDS = 30.0
+"""Nothing new for this long after the producer finished: give up, report what is there."""
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    events: int = 3000
+    events: int = 2000
     malformed: int = 50
     seed: int = 0
+    rate: float = 200.0
     broker: str = "noida"
     workdir: Path = Path(".modelmon/demo")
     models_path: Path = Path("models")
     as_json: bool = False
-    timeout: float = 180.0
+    timeout: float = 300.0
+    webhook: str | None = None
+    webhook_secret: str | None = None
+    windows: int = 30
 
 
-def collect_summary(client: Any) -> dict[str, Any]:
-    """What landed in ClickHouse, as a JSON-able dict."""
-    from sinks.queries import dead_letter_samples, dead_letters_by_type, events_per_model
+@dataclass
+class _Run:
+    """What the live view shows and the announcements it has made."""
 
-    per_model = events_per_model(client)
-    dead = dead_letters_by_type(client)
-    return {
-        "events": sum(per_model.values()),
-        "events_per_model": per_model,
-        "dead_letter": sum(dead.values()),
-        "dead_letter_by_type": dead,
-        "dead_letter_samples": dead_letter_samples(client),
-    }
+    started: float
+    scenario: Scenario
+    specs: dict[str, ModelSpec]
+    sent: ScenarioProgress = field(default_factory=ScenarioProgress)
+    announcements: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    seen_transitions: set[tuple[str, str]] = field(default_factory=set)
 
+    def elapsed(self) -> str:
+        return f"[+{time.monotonic() - self.started:5.1f} s]"
 
-def print_summary(summary: dict[str, Any], console: Console) -> None:
-    table = Table(title="Valid events counted in ClickHouse (metric_points, metric='events')")
-    table.add_column("model")
-    table.add_column("events", justify="right")
-    for model, n in summary["events_per_model"].items():
-        table.add_row(model, str(n))
-    console.print(table)
-    dead = Table(title="Dead letters (topic dead-letter → ClickHouse dead_letters)")
-    dead.add_column("error type")
-    dead.add_column("count", justify="right")
-    for kind, n in summary["dead_letter_by_type"].items():
-        dead.add_row(kind, str(n))
-    console.print(dead)
-    for sample in summary.get("dead_letter_samples", [])[:3]:
-        console.print(f"  [dim]{sample['error_type']}[/]: {sample['reason']}", highlight=False)
+    def announce(self, text: str) -> None:
+        with self.lock:
+            self.announcements.append(f"{self.elapsed()} {text}")
+
+    def take_announcements(self) -> list[str]:
+        with self.lock:
+            out, self.announcements = self.announcements, []
+        return out
 
 
-def _wait_for(predicate: Any, timeout: float, progress_update: Any) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, value = predicate()
-        progress_update(value)
-        if done:
-            return True
-        time.sleep(0.5)
-    return False
+def _worker_settings(config: DemoConfig, bootstrap: str, workdir: Path) -> Settings:
+    webhooks = []
+    if config.webhook:
+        secret = SecretStr(config.webhook_secret) if config.webhook_secret else None
+        webhooks.append(WebhookTarget(url=config.webhook, secret=secret))
+    return Settings(
+        kafka_bootstrap=bootstrap,
+        clickhouse_dsn=f"chdb://{workdir / 'clickhouse'}",
+        models_path=config.models_path.resolve(),
+        worker_data_dir=workdir / "worker",
+        app_id="modelmon-demo",
+        window_seconds=60,
+        # Event time runs ~60x faster than the clock: a window closes once every input is a minute
+        # past its end (later labels re-publish it), or after 5 s without news.
+        allowed_lateness_seconds=60,
+        window_grace_seconds=5.0,
+        # Small chunks and rare idle revisions: each partial re-publishes every window its chunk
+        # touches, and each re-published window is computed again in stage 2.
+        chunk_size=200,
+        idle_flush_seconds=2.0,
+        batch_within=0.2,
+        sink_flush_seconds=0.5,
+        webhooks=webhooks,
+        _env_file=None,  # type: ignore[call-arg]
+    )
 
 
-def _write_report(client: Any, specs: dict[str, Any], out_dir: Path, console: Console) -> str | None:
+def _on_window(run: _Run, injections: list[Injection]) -> Any:
+    def on_window(window: int, start: datetime) -> None:
+        for injection in injections:
+            label = injection.kind.replace("_", " ")
+            if window == injection.start:
+                run.announce(
+                    escape(f"▶ window {window} ({start:%H:%M} event time): {label}: {injection.what}")
+                )
+            elif window == injection.end and injection.kind != "malformed_burst":
+                run.announce(f"■ window {window} ({start:%H:%M} event time): {label} ends")
+
+    return on_window
+
+
+def _new_transitions(run: _Run, client: Any) -> None:
+    for row in alert_transitions(client):
+        key = (row["alert_id"], row["state"])
+        if key in run.seen_transitions:
+            continue
+        run.seen_transitions.add(key)
+        mark = "[red]FIRING[/]" if row["state"] == "firing" else "[green]resolved[/]"
+        where = f"[{row['feature']}]" if row["feature"] else ""
+        text = (
+            f"{row['model_id']} {row['rule']}{where} (window {row['window_start']:%H:%M}): {row['message']}"
+        )
+        run.announce(f"{mark} {escape(text)}")
+
+
+def _start_worker(settings: Settings, workdir: Path) -> tuple[subprocess.Popen[bytes], Any]:
+    log = (workdir / "worker.log").open("wb")
+    env = {**os.environ, **settings.to_env()}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelmon", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    return process, log
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+
+
+def register_references(
+    settings: Settings, specs: dict[str, ModelSpec], directory: Path, seed: int
+) -> list[str]:
+    """Each model's reference from a file of training rows, published as `modelmon reference load` does.
+
+    Published before the worker starts, so every window is compared with it from the first one on.
+    Returns one line per model for the console.
+    """
+    from modelmon.references import load_reference_file
+    from streams.references import publish_reference
+
+    lines = []
+    for model_id, spec in specs.items():
+        path = write_training_file(spec, directory / f"{model_id}.csv", REFERENCE_ROWS, seed)
+        loaded = load_reference_file(path, spec)
+        publish_reference(settings, model_id, "1", loaded.profile, loaded.source)
+        lines.append(f"{model_id}: {loaded.rows} training rows, {len(loaded.profile)} profiles ({path})")
+    return lines
+
+
+def _write_report(
+    client: Any, specs: dict[str, Any], out_dir: Path, since: timedelta, console: Console
+) -> str | None:
     """The dashboards' key panels as PNG + HTML (dashboards.report); None if they could not be drawn."""
     from dashboards.report import write_report
 
     try:
-        return str(write_report(client, list(specs), out_dir, "1h", specs=specs))
+        return str(write_report(client, list(specs), out_dir, since, specs=specs))
     except Exception as error:  # the pictures are a by-product: the demo's result stands without them
         console.print(f"[yellow]warning:[/] no report written: {error}", highlight=False)
         return None
 
 
+def _watch(
+    run: _Run,
+    client: Any,
+    worker: subprocess.Popen[bytes],
+    producer: threading.Thread,
+    config: DemoConfig,
+    live: Live,
+    workdir: Path,
+) -> bool:
+    """Refresh the live view until everything landed and settled; returns whether it all landed."""
+    expected = config.events * len(run.specs)
+    windows = run.scenario.windows * len(run.specs)
+    deadline = time.monotonic() + config.timeout
+    last_rows, changed_at = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with {worker.returncode}; see {workdir / 'worker.log'}")
+        progress = read_progress(client)
+        _new_transitions(run, client)
+        for line in run.take_announcements():
+            live.console.print(line, highlight=False)
+        live.update(live_view(run.scenario, run.specs, run.sent, run.started, progress, expected, windows))
+        if progress.rows != last_rows:
+            last_rows, changed_at = progress.rows, time.monotonic()
+        if producer.is_alive():
+            continue
+        quiet = time.monotonic() - changed_at
+        landed = progress.events >= expected and progress.dead_letters >= config.malformed
+        if landed and progress.windows_closed >= windows and quiet >= SETTLE_SECONDS:
+            return True
+        if quiet >= STALL_SECONDS:
+            return landed
+    return False
+
+
 def run_demo(config: DemoConfig) -> int:
     """Run the demo; returns the process exit code."""
     from modelmon.broker import EmbeddedBroker
-    from modelmon.producer import produce_synthetic
     from sinks.clickhouse import connect
     from sinks.consumer import ClickHouseSink
     from sinks.migrate import migrate
-    from sinks.queries import dead_letters_by_type, events_per_model
     from sinks.writer import ClickHouseWriter
     from streams.run import prepare_topics
 
@@ -102,96 +246,105 @@ def run_demo(config: DemoConfig) -> int:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     specs = load_specs(config.models_path)
-    started = time.monotonic()
-
-    console.print(f"[bold]modelmon demo[/]: {len(specs)} models ({', '.join(specs)}), workdir {workdir}")
+    scenario = Scenario(
+        events=config.events,
+        windows=config.windows,
+        seed=config.seed,
+        malformed=config.malformed,
+        start=_origin(config.windows),
+    )
+    run = _Run(time.monotonic(), scenario, specs)
+    console.print(
+        f"[bold]modelmon demo[/]: {len(specs)} models ({', '.join(specs)}), {config.events} predictions each "
+        f"at {config.rate:g}/s, seed {config.seed}, workdir {workdir}"
+    )
+    print_plan(console, scenario, specs, config.rate)
+    ok = False
+    errors: list[BaseException] = []
     with EmbeddedBroker(config.broker, data_dir=workdir / "broker") as broker:
-        settings = Settings(
-            kafka_bootstrap=broker.bootstrap,
-            clickhouse_dsn=f"chdb://{workdir / 'clickhouse'}",
-            models_path=config.models_path.resolve(),
-            worker_data_dir=workdir / "worker",
-            app_id="modelmon-demo",
-            _env_file=None,  # type: ignore[call-arg]
-        )
+        settings = _worker_settings(config, broker.bootstrap, workdir)
         console.print(f"  broker      {config.broker} on {broker.bootstrap}")
         prepare_topics(settings)
         client = connect(settings.clickhouse_dsn)
         migrate(client)
         console.print(f"  clickhouse  embedded chDB at {workdir / 'clickhouse'}")
+        for line in register_references(settings, specs, workdir / "reference", config.seed):
+            console.print(f"  reference   {line}", highlight=False)
         sink = ClickHouseSink(settings, ClickHouseWriter(client))
         sink.start_thread()
-        worker_log = (workdir / "worker.log").open("wb")
-        env = {**os.environ, **settings.to_env()}
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "modelmon", "worker"], env=env, stdout=worker_log, stderr=subprocess.STDOUT
-        )
+        worker, worker_log = _start_worker(settings, workdir)
         console.print(f"  worker      pid {worker.pid}, log {workdir / 'worker.log'}")
-        expected = config.events * len(specs)
-        ok = False
-        try:
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-                transient=config.as_json,
-            ) as progress:
-                sending = progress.add_task("produce predictions", total=expected)
-                produce_synthetic(
+        if config.webhook:
+            signed = "signed (X-Modelmon-Signature)" if config.webhook_secret else "unsigned"
+            console.print(f"  webhook     alerts and retrain requests → {config.webhook}, {signed}")
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                produce_scenario(
                     settings,
                     specs,
-                    config.events,
-                    seed=config.seed,
-                    malformed=config.malformed,
-                    on_progress=lambda n: progress.update(sending, completed=n),
+                    scenario,
+                    rate=config.rate,
+                    progress=run.sent,
+                    on_window=_on_window(run, scenario.injections(specs)),
+                    stop=stop,
                 )
-                counted = progress.add_task("counted in ClickHouse", total=expected)
-                dead = progress.add_task("dead-lettered", total=config.malformed)
+            except BaseException as error:  # reported by the main thread
+                errors.append(error)
 
-                def landed() -> tuple[bool, tuple[int, int]]:
-                    n = sum(events_per_model(client).values())
-                    d = sum(dead_letters_by_type(client).values())
-                    if worker.poll() is not None:
-                        raise RuntimeError(
-                            f"the worker exited with {worker.returncode}; see {workdir / 'worker.log'}"
-                        )
-                    return n >= expected and d >= config.malformed, (n, d)
-
-                def show(value: tuple[int, int]) -> None:
-                    progress.update(counted, completed=value[0])
-                    progress.update(dead, completed=value[1])
-
-                ok = _wait_for(landed, config.timeout, show)
+        producer = threading.Thread(target=produce, name="demo-producer", daemon=True)
+        run.started = time.monotonic()
+        producer.start()
+        try:
+            with Live(console=console, transient=config.as_json, refresh_per_second=4) as live:
+                ok = _watch(run, client, worker, producer, config, live, workdir)
+                for line in run.take_announcements():
+                    live.console.print(line, highlight=False)
         finally:
-            worker.terminate()
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            stop.set()
+            producer.join(30)
+            _stop_worker(worker)
             sink.stop()
             worker_log.close()
+        if errors:
+            raise RuntimeError(f"the producer failed: {errors[0]}") from errors[0]
         summary = collect_summary(client)
         summary.update(
-            expected_events=expected,
+            expected_events=config.events * len(specs),
             malformed_sent=config.malformed,
             complete=ok,
-            seconds=round(time.monotonic() - started, 1),
+            seconds=round(time.monotonic() - run.started, 1),
+            seed=config.seed,
+            timeline=timeline(scenario, specs, config.rate),
+            event_time={"start": scenario.origin.isoformat(), "end": scenario.end.isoformat()},
+            webhook=config.webhook,
+            worker_pid=worker.pid,
             clickhouse=str(workdir / "clickhouse"),
             worker_log=str(workdir / "worker.log"),
         )
-        summary["report"] = _write_report(client, specs, workdir / "report", console)
+        since = datetime.now(UTC) - scenario.origin + timedelta(minutes=5)
+        summary["report"] = _write_report(client, specs, workdir / "report", since, console)
     if config.as_json:
         print(json.dumps(summary, default=str))
     else:
         print_summary(summary, console)
-        verdict = "[green]complete[/]" if ok else "[red]incomplete (timed out)[/]"
+        verdict = "[green]complete[/]" if ok else "[red]incomplete[/]"
         console.print(
-            f"{verdict}: {summary['events']}/{expected} events and "
-            f"{summary['dead_letter']}/{config.malformed} dead letters landed in {summary['seconds']} s. "
+            f"{verdict}: {summary['events']}/{summary['expected_events']} events and "
+            f"{summary['dead_letter']}/{config.malformed} dead letters landed; "
+            f"{summary['alerts']['fired']} alerts fired, {summary['alerts']['resolved']} resolved, "
+            f"{len(summary['retrain_requests'])} retrain requests, in {summary['seconds']} s. "
             f"Data: {summary['clickhouse']}"
         )
         if summary["report"]:
             console.print(f"Report (drift, performance, fidelity, alerts): [bold]{summary['report']}[/]")
     return 0 if ok else 1
+
+
+def _origin(windows: int) -> datetime:
+    """Event time of the first prediction: a window boundary far enough back that even the latest
+    label (six minutes after the last prediction) is in the past."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    aligned = now - timedelta(seconds=now.timestamp() % 60)
+    return aligned - timedelta(minutes=windows + 8)

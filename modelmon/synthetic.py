@@ -1,8 +1,22 @@
-"""Seeded synthetic traffic for a model spec: predictions, labels and malformed messages."""
+"""Seeded synthetic traffic for a model spec: predictions, true labels, injected drift and malformed messages.
+
+The generator stands for a model that was fitted well: its predictions come from a fixed linear
+signal of the standardised numerical and boolean features, and while nothing is injected the true
+labels follow the same signal (a binary classifier is right about 91 % of the time, a regressor's
+error is noise of 8 000). Two knobs change the world the model sees:
+
+- ``drift`` (feature → strength) is **covariate drift**: a numerical feature moves by that many
+  standard deviations, a categorical one sends ``min(0.3 * strength, 0.9)`` of its values to its
+  last allowed category. The relation between features and labels is unchanged.
+- ``concept_degrees`` is **concept drift**: the true labels follow a signal rotated by that angle
+  away from the model's (90° = unrelated to the model), so accuracy falls (about 0.66 at 60°) and
+  a regressor's error grows, while the feature distributions stay the same.
+"""
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +25,12 @@ from typing import Any
 import numpy as np
 
 from modelmon.spec import FeatureType, ModelSpec, Task
+
+SHARPNESS = 6.0
+"""Binary scores are sigmoid(SHARPNESS * signal): calibrated, right about 91 % of the time."""
+PRICE_BASE, PRICE_SCALE, PRICE_NOISE = 100_000.0, 40_000.0, 8_000.0
+"""Regression: truth = BASE + SCALE * signal; prediction = BASE + SCALE * model signal + N(0, NOISE)."""
+BOOLEAN_RATE = 0.3
 
 
 @dataclass(frozen=True)
@@ -35,79 +55,120 @@ def _numeric_params(low: float | None, high: float | None) -> tuple[float, float
     return 0.0, 1.0
 
 
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(min(x, 500.0), -500.0)))
+
+
 class SyntheticModel:
     """Generates plausible traffic for one model spec, reproducibly for a seed.
 
-    ``shift`` moves numerical features by that many standard deviations (covariate drift).
+    The model's weights depend on its ``model_id`` only, so generators with different seeds are
+    samples of one model (a reference file and the live traffic, say).
+
+    ``drift`` and ``concept_degrees`` may be changed between calls (see the module docstring).
 
     >>> from modelmon.spec import parse_spec
-    >>> spec = parse_spec({"model_id": "m", "task": "binary", "features": {"x": {"type": "numerical"}}})
-    >>> [p.prediction for p in SyntheticModel(spec, seed=1).predictions(5)]
-    [1, 0, 1, 1, 1]
+    >>> spec = parse_spec({"model_id": "m", "task": "binary",
+    ...                    "features": {"x": {"type": "numerical"}, "y": {"type": "numerical"}}})
+    >>> model = SyntheticModel(spec, seed=1)
+    >>> def accuracy(n):
+    ...     return round(sum(p.prediction == p.label for p in model.predictions(n)) / n, 2)
+    >>> accuracy(4000)
+    0.91
+    >>> model.concept_degrees = 60
+    >>> accuracy(4000)
+    0.65
+    >>> model.concept_degrees, model.drift = 0, {"x": 2.0}
+    >>> round(sum(p.features["x"] for p in model.predictions(4000)) / 4000, 1), accuracy(4000)
+    (2.0, 0.99)
     """
 
     def __init__(self, spec: ModelSpec, seed: int = 0) -> None:
         self.spec = spec
         self.rng = np.random.default_rng(seed)
-        self.shift = 0.0
-        self.weights = {
-            name: float(w)
-            for name, w in zip(spec.features, self.rng.normal(0, 1, len(spec.features)), strict=True)
-        }
+        self.drift: dict[str, float] = {}
+        self.concept_degrees = 0.0
+        self._signal_features = [
+            name
+            for name, feature in spec.features.items()
+            if feature.type in (FeatureType.NUMERICAL, FeatureType.BOOLEAN)
+        ]
+        # The model itself (its weights) depends on the model id only; the seed picks the traffic.
+        shape = np.random.default_rng(zlib.crc32(spec.model_id.encode()))
+        weights = shape.normal(0, 1, len(self._signal_features))
+        self.weights = weights / (np.linalg.norm(weights) or 1.0)
+        # The direction the true labels turn towards under concept drift: orthogonal to the model's.
+        other = shape.normal(0, 1, len(self._signal_features))
+        other -= other.dot(self.weights) * self.weights
+        norm = np.linalg.norm(other)
+        self.orthogonal = other / norm if norm > 1e-9 else np.zeros_like(other)
+        self._independent = self.orthogonal.size == 0 or norm <= 1e-9
 
-    def _features(self) -> dict[str, Any]:
+    def _features(self) -> tuple[dict[str, Any], np.ndarray]:
+        """The features, and the standardised values of the signal features (before clipping)."""
         values: dict[str, Any] = {}
+        standard: dict[str, float] = {}
         for name, feature in self.spec.features.items():
+            strength = self.drift.get(name, 0.0)
             if feature.type is FeatureType.NUMERICAL:
                 mean, std = _numeric_params(feature.min, feature.max)
-                value = float(self.rng.normal(mean + self.shift * std, std))
+                z = float(self.rng.normal(strength, 1.0))
+                value = mean + z * std
                 if feature.min is not None:
                     value = max(value, feature.min)
                 if feature.max is not None:
                     value = min(value, feature.max)
                 values[name] = round(value, 4)
+                standard[name] = z
             elif feature.type is FeatureType.CATEGORICAL:
                 choices = feature.allowed or ["a", "b", "c"]
-                values[name] = str(choices[int(self.rng.integers(len(choices)))])
+                if strength > 0 and self.rng.random() < min(0.3 * strength, 0.9):
+                    values[name] = str(choices[-1])
+                else:
+                    values[name] = str(choices[int(self.rng.integers(len(choices)))])
             else:
-                values[name] = bool(self.rng.random() < 0.3)
-        return values
+                rate = min(BOOLEAN_RATE + 0.2 * strength, 0.95)
+                values[name] = bool(self.rng.random() < rate)
+                spread = math.sqrt(BOOLEAN_RATE * (1 - BOOLEAN_RATE))
+                standard[name] = ((1.0 if values[name] else 0.0) - BOOLEAN_RATE) / spread
+        z_values = np.array([standard[name] for name in self._signal_features])
+        return values, z_values
 
-    def _signal(self, features: dict[str, Any]) -> float:
-        total = 0.0
-        for name, feature in self.spec.features.items():
-            value = features[name]
-            if feature.type is FeatureType.NUMERICAL:
-                mean, std = _numeric_params(feature.min, feature.max)
-                total += self.weights[name] * (value - mean) / std
-            elif feature.type is FeatureType.BOOLEAN:
-                total += self.weights[name] * (1.0 if value else 0.0)
-        return total / math.sqrt(len(self.spec.features))
+    def _signals(self, z: np.ndarray) -> tuple[float, float]:
+        """(the model's signal, the signal the true labels follow)."""
+        model = float(self.weights.dot(z)) if z.size else 0.0
+        angle = math.radians(self.concept_degrees)
+        if angle == 0.0:
+            return model, model
+        side = float(self.rng.normal()) if self._independent else float(self.orthogonal.dot(z))
+        return model, math.cos(angle) * model + math.sin(angle) * side
 
-    def prediction(self) -> SyntheticPrediction:
-        features = self._features()
-        signal = self._signal(features)
+    def _tags(self, features: dict[str, Any]) -> dict[str, str]:
         tags = {segment: f"{segment}-{int(self.rng.integers(3))}" for segment in self.spec.segments}
         for segment in self.spec.segments:
             if segment in features and isinstance(features[segment], str):
                 tags[segment] = features[segment]
+        return tags
+
+    def prediction(self) -> SyntheticPrediction:
+        features, z = self._features()
+        model, truth = self._signals(z)
+        tags = self._tags(features)
+        model_id = self.spec.model_id
         if self.spec.task is Task.REGRESSION:
-            truth = 100_000.0 + 40_000.0 * signal
-            predicted = truth + float(self.rng.normal(0, 10_000.0))
+            true_value = PRICE_BASE + PRICE_SCALE * truth
+            predicted = PRICE_BASE + PRICE_SCALE * model + float(self.rng.normal(0, PRICE_NOISE))
             return SyntheticPrediction(
-                self.spec.model_id, features, round(predicted, 2), None, round(truth, 2), tags
+                model_id, features, round(predicted, 2), None, round(true_value, 2), tags
             )
-        score = 1.0 / (1.0 + math.exp(-3.0 * signal))
-        label: int | str = int(self.rng.random() < score)
+        score = _sigmoid(SHARPNESS * model)
+        label = int(self.rng.random() < _sigmoid(SHARPNESS * truth))
         if self.spec.task is Task.MULTICLASS:
             classes = self.spec.classes or ["a", "b", "c"]
             index = min(int(score * len(classes)), len(classes) - 1)
-            return SyntheticPrediction(
-                self.spec.model_id, features, classes[index], None, classes[index], tags
-            )
-        return SyntheticPrediction(
-            self.spec.model_id, features, int(score >= 0.5), round(score, 6), label, tags
-        )
+            true_index = min(int(_sigmoid(SHARPNESS * truth) * len(classes)), len(classes) - 1)
+            return SyntheticPrediction(model_id, features, classes[index], None, classes[true_index], tags)
+        return SyntheticPrediction(model_id, features, int(score >= 0.5), round(score, 6), label, tags)
 
     def predictions(self, n: int) -> Iterator[SyntheticPrediction]:
         for _ in range(n):

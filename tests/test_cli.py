@@ -109,7 +109,7 @@ def test_spec_check_of_the_example_models() -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         "ok  fraud-detector: binary, 7 features, 2 rules",
-        "ok  house-prices: regression, 5 features, 1 rules",
+        "ok  house-prices: regression, 5 features, 2 rules",
     ]
 
 

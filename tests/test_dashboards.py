@@ -114,10 +114,10 @@ def test_export_command_writes_the_same_files(tmp_path: Path, monkeypatch: pytes
 
 
 def test_thresholds_come_from_the_specs() -> None:
-    assert spec_thresholds(SPECS) == {("fraud-detector", "accuracy"): 0.8, ("house-prices", "mae"): 50000.0}
+    assert spec_thresholds(SPECS) == {("fraud-detector", "accuracy"): 0.8, ("house-prices", "mae"): 20000.0}
     performance = next(d for d in DOCUMENTS if d["uid"] == "modelmon-performance")
     sql = " ".join(t["rawSql"] for p in performance["panels"] for t in p["targets"])
-    assert "('fraud-detector', 'accuracy', 0.8)" in sql and "('house-prices', 'mae', 50000.0)" in sql
+    assert "('fraud-detector', 'accuracy', 0.8)" in sql and "('house-prices', 'mae', 20000.0)" in sql
     bare = next(d.to_json() for d in build_dashboards({}) if d.uid == "modelmon-performance")
     assert not [t for p in bare["panels"] for t in p["targets"] if t["refId"] == "T"]
 
