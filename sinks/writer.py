@@ -1,4 +1,4 @@
-"""Batched, retried writes of modelmon events to ClickHouse, and the queries that read them back."""
+"""Batched, retried writes of modelmon events to ClickHouse (read them back with `sinks.queries`)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Protocol
 
 from clickhouse_connect.driver.exceptions import Error as DriverError
 from clickhouse_connect.driver.exceptions import OperationalError
 
 from modelmon.events import Alert, DeadLetter, MetricPoint, RetrainRequested
-from sinks.clickhouse import ClickHouseError, Client, connect
+from sinks.clickhouse import ClickHouseError, connect
 
 logger = logging.getLogger(__name__)
 
@@ -26,17 +26,12 @@ __all__ = [
     "ClickHouseWriter",
     "Event",
     "InsertClient",
-    "MetricTotal",
     "TableSpec",
     "WriteFailed",
-    "dead_letter_count",
     "is_transient",
-    "metric_totals",
-    "read_events",
 ]
 
 Event = MetricPoint | Alert | RetrainRequested | DeadLetter
-E = TypeVar("E", MetricPoint, Alert, RetrainRequested, DeadLetter)
 
 # ClickHouse error codes worth another try: timeouts, network, overload, memory, replica/keeper trouble.
 TRANSIENT_CODES = frozenset(
@@ -276,59 +271,3 @@ class ClickHouseWriter:
                     delay,
                 )
                 self._sleep(delay)
-
-
-class MetricTotal(NamedTuple):
-    """A metric of one model in one window, summed over sources and model versions."""
-
-    model_id: str
-    window_start: datetime
-    window_end: datetime
-    value: float
-
-
-def metric_totals(
-    client: Client, metric: str, model_id: str | None = None, *, segment: str = "", feature: str = ""
-) -> list[MetricTotal]:
-    """Per-window totals of an additive metric (e.g. ``events``), deduplicated, oldest first."""
-    result = client.query(
-        "SELECT model_id, window_start, window_end, sum(value) FROM metric_points FINAL "
-        "WHERE metric = {metric:String} AND segment = {segment:String} AND feature = {feature:String} "
-        "AND ({model_id:Nullable(String)} IS NULL OR model_id = {model_id:Nullable(String)}) "
-        "GROUP BY model_id, window_start, window_end ORDER BY window_start, model_id",
-        parameters={"metric": metric, "segment": segment, "feature": feature, "model_id": model_id},
-    )
-    return [
-        MetricTotal(model_id, to_utc_millis(start), to_utc_millis(end), float(value))
-        for model_id, start, end, value in result.result_rows
-    ]
-
-
-def dead_letter_count(client: Client, *, topic: str | None = None, error_type: str | None = None) -> int:
-    """Distinct dead letters stored (replays counted once), optionally of one topic / error type."""
-    result = client.query(
-        "SELECT count() FROM dead_letters FINAL "
-        "WHERE ({topic:Nullable(String)} IS NULL OR topic = {topic:Nullable(String)}) "
-        "AND ({error_type:Nullable(String)} IS NULL OR error_type = {error_type:Nullable(String)})",
-        parameters={"topic": topic, "error_type": error_type},
-    )
-    return int(result.result_rows[0][0])
-
-
-def read_events(client: Client, event_type: type[E], *, model_id: str | None = None) -> list[E]:
-    """The stored events of one type (deduplicated with FINAL), as contract models, in key order."""
-    spec = TABLES[event_type]
-    where = ""
-    parameters: dict[str, Any] = {}
-    if model_id is not None:
-        if "model_id" not in spec.columns:
-            raise ValueError(f"{event_type.__name__} has no model_id")
-        where, parameters = " WHERE model_id = {model_id:String}", {"model_id": model_id}
-    columns = ", ".join(f"`{name}`" for name in spec.columns)
-    order_by = ", ".join(spec.order_by)
-    result = client.query(f"SELECT {columns} FROM {spec.table} FINAL{where} ORDER BY {order_by}", parameters)
-    events = []
-    for row in result.named_results():
-        fields = {k: to_utc_millis(v) if isinstance(v, datetime) else v for k, v in row.items()}
-        events.append(spec.from_row(fields))
-    return events  # type: ignore[return-value]

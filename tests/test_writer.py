@@ -21,16 +21,13 @@ from modelmon.events import (
     Severity,
 )
 from sinks.clickhouse import ClickHouseError, Client
+from sinks.queries import MetricTotal, dead_letter_count, metric_totals, read_events
 from sinks.writer import (
     TABLES,
     ClickHouseWriter,
     Event,
-    MetricTotal,
     WriteFailed,
-    dead_letter_count,
     is_transient,
-    metric_totals,
-    read_events,
     to_utc_millis,
 )
 from tests.clickhouse_fixtures import FlakyClient
@@ -190,7 +187,8 @@ def test_round_trip_in_a_non_utc_process(
         from modelmon.events import MetricPoint
         from sinks.clickhouse import connect
         from sinks.migrate import migrate
-        from sinks.writer import ClickHouseWriter, read_events
+        from sinks.queries import read_events
+        from sinks.writer import ClickHouseWriter
         assert time.localtime().tm_gmtoff != 0
         client = connect("chdb://memory")
         migrate(client)
