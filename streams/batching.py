@@ -54,6 +54,16 @@ class EventBatcher:
             if len(self._pending) >= self.size:
                 await self.flush()
 
+    def discard(self, partitions: set[tuple[str, int]]) -> int:
+        """Drop the waiting events of revoked partitions (their new owner replays them); the count."""
+        keep = [e for e in self._pending if (e.message.topic, e.message.partition) not in partitions]
+        dropped = len(self._pending) - len(keep)
+        self._pending = keep
+        self.stale += dropped
+        if dropped:
+            log.info("discarded %d waiting events of revoked partitions: they are replayed", dropped)
+        return dropped
+
     async def flush_if_due(self) -> None:
         """Called by a timer: hand over a partial batch that has waited ``within`` seconds."""
         if self._pending and time.monotonic() - self._first_at >= self.within:

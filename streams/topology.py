@@ -140,7 +140,12 @@ def register_topology(
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
-        stage1.drop_partitions({(tp.topic, tp.partition) for tp in revoked})
+        # No await before the drops: a batch must not fold events of revoked partitions afterwards
+        # (the generation does not change until the new assignment, so the batcher cannot tell).
+        tps = {(tp.topic, tp.partition) for tp in revoked}
+        stage1_batcher.discard(tps)
+        stage2_batcher.discard(tps)
+        stage1.drop_partitions(tps)
         stage2.drop_partitions({tp.partition for tp in revoked if tp.topic == partials_topic_name(settings)})
 
     return Topology(stage1, stage2)
