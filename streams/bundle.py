@@ -313,6 +313,27 @@ class WindowBundle:
             out._regression_sums[name] = self._regression_sums[name] + other._regression_sums[name]
         return out
 
+    def with_counts_of(self, other: WindowBundle) -> WindowBundle:
+        """This bundle plus ``other``'s reference-independent parts, for one window folded on two references.
+
+        Counts, late events, fidelity, confusion matrix, scores, log loss and regression sums are
+        merged; feature aggregates, prediction values and classes (binned on a reference) stay this
+        bundle's: drift of such a window covers the part folded on this bundle's reference.
+        """
+        if (self.key, self.task, self.positive_class) != (other.key, other.task, other.positive_class):
+            raise ValueError(f"cannot combine bundles of {self.key}/{self.task} and {other.key}/{other.task}")
+        out = type(self).from_dict(self.to_dict())
+        out.events, out.labels = self.events + other.events, self.labels + other.labels
+        out.late_events = self.late_events + other.late_events
+        out.fidelity = self.fidelity.merge(other.fidelity)
+        out.confusion = _merged(self.confusion, other.confusion)
+        out._scores = _merged(self._scores, other._scores)
+        out._log_loss = self._log_loss + other._log_loss
+        out._regression = _merged(self._regression, other._regression)
+        for name in REGRESSION_SUMS:
+            out._regression_sums[name] = self._regression_sums[name] + other._regression_sums[name]
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """Strict JSON (no NaN or infinity); equal for equal contents, however they were batched."""
 

@@ -260,35 +260,57 @@ class Stage2:
         now = time.monotonic()
         # In start order: change detectors are fed each series once per window, in event-time order.
         ready = sorted((s for s in self.windows.values() if self._ready(s, now)), key=_start)
+        published: set[BundleKey] = set()
         for state in ready:
-            merged = state.merged()
+            if state.key in published:
+                continue  # published with a part of the same window folded on another reference
             spec = self.specs.get(state.key.model_id)
+            profile = self.references(state.key.model_id, state.key.model_version)
+            parts = self._parts(state, reference_id(profile))
+            merged = parts[0].merged()
             if merged is None or spec is None:
                 continue
-            profile = self.references(state.key.model_id, state.key.model_version)
-            usable = profile if reference_id(profile) == state.reference_id else None
+            for part in parts[1:]:
+                other = part.merged()
+                merged = merged if other is None else merged.with_counts_of(other)
+            usable = profile if reference_id(profile) == parts[0].reference_id else None
             state.emissions += 1
             points = window_metrics(merged, spec, usable, source="stage2", revision=time.time_ns() // 1000)
-            change = self.change.feed(state.key, points) if self.change is not None and state.held else None
+            held_by = next((p for p in parts if p.held), None)
+            change = self.change.feed(state.key, points) if self.change is not None and held_by else None
             points += change.points if change is not None else []
             await publish_all(self.metrics_topic, [(p.model_id.encode(), model_to_json(p)) for p in points])
-            self._save(state)
-            if self.auto_references is not None:
-                self.auto_references.observe(state.key, state.reference_id, merged, state.partition)
-            if change is not None and self.change is not None:
-                self.change.save(change, state.held[0])
-            for held in state.held:
-                await stream.ack(held)
-            state.held.clear()
-            state.dirty = False
-            if not state.closed:
-                state.closed = True
-                self.stats.windows_closed += 1
+            for part in parts:
+                self._save(part)
+                own = part.merged()
+                if self.auto_references is not None and part.held and own is not None:
+                    self.auto_references.observe(part.key, part.reference_id, own, part.partition)
+            if change is not None and self.change is not None and held_by is not None:
+                self.change.save(change, held_by.held[0])
+            for part in parts:
+                for held in part.held:
+                    await stream.ack(held)
+                part.held.clear()
+                part.dirty = False
+                part.closed = True
+            published.add(state.key)
+            self.stats.windows_closed += not state.emissions > 1
             self.stats.emissions += 1
         if self.auto_references is not None:
             await self.auto_references.build_ready()
         self._evict()
         return len(ready)
+
+    def _parts(self, state: WindowState, current_ref: str) -> list[WindowState]:
+        """The window's states under every reference it was folded on; the current reference's first.
+
+        A window whose events were folded partly before and partly after its model's reference
+        changed (an automatic reference arriving mid-window, a file loaded mid-window) has one state
+        per reference; they are published together so its counts cover every part.
+        """
+        parts = [s for (key, _ref), s in self.windows.items() if key == state.key]
+        parts.sort(key=lambda s: (s.reference_id != current_ref, s.reference_id != state.reference_id))
+        return parts
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget windows fed by revoked partials partitions; their new owner replays them."""

@@ -1,4 +1,4 @@
-"""Stage 2 keeps closed windows for late partials: beyond memory, within the retention, never from a fraction.
+"""Stage 2 windows: kept for late partials (beyond memory, within the retention), published whole.
 
 Unit tests with doubles (a plain dict as the closed-window table, a recording stream and topic); the
 real table and broker are exercised by tests/test_e2e_topology.py and tests/test_e2e_restart.py.
@@ -51,7 +51,7 @@ class Topic:
         return done
 
 
-def partial(spec: ModelSpec, window: int, n: int, source: str, watermark_ms: int) -> Event:
+def partial(spec: ModelSpec, window: int, n: int, source: str, watermark_ms: int, ref: str = "") -> Event:
     key = BundleKey("m", "1", "", T0 + window * WINDOW_MS, WINDOW_MS)
     bundle = WindowBundle.empty(key, spec, None)
     rows = make_rows(window, n, seed=hash(source) % 1000)
@@ -62,7 +62,7 @@ def partial(spec: ModelSpec, window: int, n: int, source: str, watermark_ms: int
         "revision": 1,
         "final": True,
         "watermark_ms": watermark_ms,
-        "reference_id": "",
+        "reference_id": ref,
         "bundle": bundle.to_dict(),
     }
     return Event(Message(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)))
@@ -122,3 +122,18 @@ def test_a_partial_older_than_the_retention_is_counted_not_applied_and_old_windo
     assert events_of(topic, 0) == [100.0]  # not replaced by the 7 late events alone
     assert stage2.stats.expired_partials == 1
     assert late in stream.acked  # counted and released, not held forever
+
+
+def test_a_window_folded_partly_before_its_reference_arrived_is_published_whole() -> None:
+    # Stage 1 folded 100 events of window 0 before the model's reference existed and 50 after
+    # (another reference id): one emission counts all 150, not whichever part came last.
+    spec, store, topic, stream = make_spec(), {}, Topic(), Stream()
+    stage2 = make_stage2(store, topic)
+    before = partial(spec, 0, 100, "a", T0 + 2 * WINDOW_MS)
+    after = partial(spec, 0, 50, "b", T0 + 2 * WINDOW_MS, ref="0123456789ab")
+    run(stage2, stream, before, after)
+    assert events_of(topic, 0) == [150.0]
+    assert {id(e) for e in stream.acked} == {id(before), id(after)}
+    # A late part under either reference re-publishes the whole window again.
+    run(stage2, stream, partial(spec, 0, 5, "c", T0 + 2 * WINDOW_MS, ref="0123456789ab"))
+    assert events_of(topic, 0) == [150.0, 155.0]
