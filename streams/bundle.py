@@ -287,11 +287,8 @@ class WindowBundle:
     # -- merging and serialising ---------------------------------------------------------------
     def merge(self, other: WindowBundle) -> WindowBundle:
         """A new bundle holding both; they must have the same key, task and reference binning."""
-        if (self.key, self.task, self.positive_class) != (other.key, other.task, other.positive_class):
-            raise ValueError(f"cannot merge bundles of {self.key}/{self.task} and {other.key}/{other.task}")
+        self._check_same_window(other, "merge")
         out = type(self)(self.key, self.task, self.positive_class)
-        out.events, out.labels = self.events + other.events, self.labels + other.labels
-        out.late_events = self.late_events + other.late_events
         try:
             for name in sorted(set(self._features) | set(other._features)):
                 out._features[name] = _merged(self._features.get(name), other._features.get(name))
@@ -304,13 +301,7 @@ class WindowBundle:
         for name in set(self._moments) | set(other._moments):
             (t1, s1), (t2, s2) = (b._sums(name) for b in (self, other))
             out._moments[name] = (t1 + t2, s1 + s2)
-        out.fidelity = self.fidelity.merge(other.fidelity)
-        out.confusion = _merged(self.confusion, other.confusion)
-        out._scores = _merged(self._scores, other._scores)
-        out._log_loss = self._log_loss + other._log_loss
-        out._regression = _merged(self._regression, other._regression)
-        for name in REGRESSION_SUMS:
-            out._regression_sums[name] = self._regression_sums[name] + other._regression_sums[name]
+        self._merge_reference_free_into(out, other)
         return out
 
     def with_counts_of(self, other: WindowBundle) -> WindowBundle:
@@ -320,9 +311,17 @@ class WindowBundle:
         merged; feature aggregates, prediction values and classes (binned on a reference) stay this
         bundle's: drift of such a window covers the part folded on this bundle's reference.
         """
+        self._check_same_window(other, "combine")
+        out = type(self).from_dict(self.to_dict())  # a copy: this bundle's binned parts, unshared
+        self._merge_reference_free_into(out, other)
+        return out
+
+    def _check_same_window(self, other: WindowBundle, verb: str) -> None:
         if (self.key, self.task, self.positive_class) != (other.key, other.task, other.positive_class):
-            raise ValueError(f"cannot combine bundles of {self.key}/{self.task} and {other.key}/{other.task}")
-        out = type(self).from_dict(self.to_dict())
+            raise ValueError(f"cannot {verb} bundles of {self.key}/{self.task} and {other.key}/{other.task}")
+
+    def _merge_reference_free_into(self, out: WindowBundle, other: WindowBundle) -> None:
+        """Combine into ``out`` what no reference binning affects: counts, fidelity, performance."""
         out.events, out.labels = self.events + other.events, self.labels + other.labels
         out.late_events = self.late_events + other.late_events
         out.fidelity = self.fidelity.merge(other.fidelity)
@@ -332,7 +331,6 @@ class WindowBundle:
         out._regression = _merged(self._regression, other._regression)
         for name in REGRESSION_SUMS:
             out._regression_sums[name] = self._regression_sums[name] + other._regression_sums[name]
-        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Strict JSON (no NaN or infinity); equal for equal contents, however they were batched."""
