@@ -105,6 +105,16 @@ def _start(state: WindowState) -> int:
     return state.key.window_start_ms
 
 
+def _parts(siblings: list[WindowState], state: WindowState, current_ref: str) -> list[WindowState]:
+    """The window's states under every reference it was folded on; the current reference's first.
+
+    A window whose events were folded partly before and partly after its model's reference
+    changed (an automatic reference arriving mid-window, a file loaded mid-window) has one state
+    per reference; they are published together so its counts cover every part.
+    """
+    return sorted(siblings, key=lambda s: (s.reference_id != current_ref, s is not state))
+
+
 @dataclass
 class Stage2Stats:
     partials: int = 0
@@ -261,12 +271,16 @@ class Stage2:
         # In start order: change detectors are fed each series once per window, in event-time order.
         ready = sorted((s for s in self.windows.values() if self._ready(s, now)), key=_start)
         published: set[BundleKey] = set()
+        by_key: dict[BundleKey, list[WindowState]] = defaultdict(list)
+        if ready:
+            for (key, _ref), window in self.windows.items():
+                by_key[key].append(window)
         for state in ready:
             if state.key in published:
                 continue  # published with a part of the same window folded on another reference
             spec = self.specs.get(state.key.model_id)
             profile = self.references(state.key.model_id, state.key.model_version)
-            parts = self._parts(state, reference_id(profile))
+            parts = _parts(by_key[state.key], state, reference_id(profile))
             merged = parts[0].merged()
             if merged is None or spec is None:
                 continue
@@ -294,23 +308,13 @@ class Stage2:
                 part.dirty = False
                 part.closed = True
             published.add(state.key)
-            self.stats.windows_closed += not state.emissions > 1
+            if state.emissions == 1:
+                self.stats.windows_closed += 1
             self.stats.emissions += 1
         if self.auto_references is not None:
             await self.auto_references.build_ready()
         self._evict()
         return len(ready)
-
-    def _parts(self, state: WindowState, current_ref: str) -> list[WindowState]:
-        """The window's states under every reference it was folded on; the current reference's first.
-
-        A window whose events were folded partly before and partly after its model's reference
-        changed (an automatic reference arriving mid-window, a file loaded mid-window) has one state
-        per reference; they are published together so its counts cover every part.
-        """
-        parts = [s for (key, _ref), s in self.windows.items() if key == state.key]
-        parts.sort(key=lambda s: (s.reference_id != current_ref, s.reference_id != state.reference_id))
-        return parts
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget windows fed by revoked partials partitions; their new owner replays them."""
