@@ -14,30 +14,74 @@ its key's rows (``sinks.references.apply_reference_changes``), an invalid record
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import random
+import re
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
+from urllib.parse import urlsplit
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pydantic import BaseModel, ValidationError
 
 from modelmon.admin import ensure_topics
 from modelmon.events import Alert, DeadLetter, MetricPoint, RetrainRequested, model_to_json
 from modelmon.references import InvalidReferenceMessage, ReferenceRecord
 from modelmon.settings import Settings
+from sinks.clickhouse import ClickHouseError, describe, parse_dsn
 from sinks.references import ReferenceDeletion, apply_reference_changes, deletion_of
 from sinks.writer import ClickHouseWriter, WriteFailed, is_transient
 
 log = logging.getLogger(__name__)
 
 SINK_GROUP_SUFFIX = "-sink"
+#: Longest a cleanly stopping sink waits for librdkafka to start its LeaveGroup (normally ~0.1 s).
+LEAVE_TIMEOUT_SECONDS = 5.0
 Row: TypeAlias = BaseModel | ReferenceDeletion
 """What one consumed message becomes: an event, a reference record, a dead letter or a deletion."""
+
+
+def _clickhouse_location(dsn: str) -> str:
+    """Where a DSN writes, without credentials: ``chdb:<resolved dir>/<db>`` or ``http://host:port/<db>``."""
+    try:
+        target = parse_dsn(dsn)
+    except ClickHouseError:
+        return describe(dsn)
+    if target.kind == "chdb":
+        return f"chdb:{target.engine_path}/{target.database or ''}"
+    parts = urlsplit(dsn)
+    return f"{parts.scheme.lower()}://{parts.hostname}:{parts.port or ''}/{target.database or ''}"
+
+
+def sink_instance_id(settings: Settings, group_id: str | None = None, hostname: str | None = None) -> str:
+    """The sink's static group membership id (Kafka ``group.instance.id``, KIP-345).
+
+    ``sink-<host name>-<first 10 hex digits of sha256(group id, ClickHouse location)>``: the
+    location is the DSN without user, password or query, with a chdb directory resolved to an
+    absolute path. Stable across restarts of one sink (same host, app id and ClickHouse), so a
+    sink restarted after ``kill -9`` replaces its dead member at once instead of waiting for it
+    to expire (noida-db never expires it). Only ``[A-Za-z0-9._-]``, as Kafka requires. Two sinks
+    of one app on one host writing the same ClickHouse would share it and fence each other: run
+    one sink per app (docs/deploy.md), or give the second its own ``instance_id``.
+
+    >>> settings = Settings(app_id="shop", clickhouse_dsn="http://u:pw@ch:8123/mm")
+    >>> sink_instance_id(settings, hostname="box 1")
+    'sink-box-1-12c2dcf9dd'
+    >>> rotated = settings.model_copy(update={"clickhouse_dsn": "http://u:new@ch:8123/mm"})
+    >>> sink_instance_id(rotated, hostname="box 1")  # a new password keeps the id
+    'sink-box-1-12c2dcf9dd'
+    """
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", hostname if hostname is not None else socket.gethostname())
+    group = group_id or settings.app_id + SINK_GROUP_SUFFIX
+    key = f"{group}\n{_clickhouse_location(settings.clickhouse_dsn)}"
+    return f"sink-{host[:64] or 'host'}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
 @dataclass
@@ -61,6 +105,7 @@ class ClickHouseSink:
         writer: ClickHouseWriter,
         *,
         group_id: str | None = None,
+        instance_id: str | None = None,
         max_backoff: float = 30.0,
     ) -> None:
         self.settings = settings
@@ -77,6 +122,7 @@ class ClickHouseSink:
         self._dead_letter_topic = topics.dead_letter
         self._reference_topic = topics.reference_profiles
         self.group_id = group_id or settings.app_id + SINK_GROUP_SUFFIX
+        self.instance_id = instance_id or sink_instance_id(settings, self.group_id)
         self.stats = SinkStats()
         self._stop = threading.Event()
         self._consumer: Consumer | None = None
@@ -87,6 +133,9 @@ class ClickHouseSink:
         config: dict[str, Any] = {
             **self.settings.kafka_common(),
             "group.id": self.group_id,
+            # Static membership: a sink restarted after kill -9 takes its dead member's place (and
+            # partitions) at once; noida-db never expires a killed member, Kafka after the session.
+            "group.instance.id": self.instance_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": int(self.settings.broker_session_timeout * 1000),
@@ -210,6 +259,16 @@ class ClickHouseSink:
             error = message.error()
             if error is None:
                 batch.append(message)
+            elif error.fatal() or error.code() == KafkaError._FATAL:
+                # E.g. fenced: another consumer joined with this group.instance.id. The consumer
+                # is unusable; stop loudly instead of polling it forever.
+                log.error(
+                    "sink consumer failed (group.instance.id %s; a second sink with the same id "
+                    "fences this one): %s",
+                    self.instance_id,
+                    error,
+                )
+                raise KafkaException(error)
             elif error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", error)
         if not batch:
@@ -238,15 +297,50 @@ class ClickHouseSink:
         """Consume until :meth:`stop` is called."""
         consumer = self._make_consumer()
         self._consumer = consumer
-        log.info("sink consuming %s as group %s", ", ".join(self._models), self.group_id)
+        log.info(
+            "sink consuming %s as group %s, instance %s",
+            ", ".join(self._models),
+            self.group_id,
+            self.instance_id,
+        )
         try:
             while not self._stop.is_set():
                 if self.run_once(consumer, timeout=self.settings.sink_flush_seconds) and on_batch:
                     on_batch(self.stats)
         finally:
-            consumer.close()
-            if self._producer is not None:
-                self._producer.flush(10)
+            try:
+                self._leave_group(consumer)
+            finally:
+                consumer.close()
+                if self._producer is not None:
+                    self._producer.flush(10)
+
+    @staticmethod
+    def _leave_group(consumer: Consumer) -> None:
+        """Leave the consumer group before ``close()``, so the partitions move at once.
+
+        librdkafka (confluent-kafka 2.16.1) sends no LeaveGroup when a static member (one with
+        ``group.instance.id``) closes (KIP-345): Kafka moves its partitions only after the session
+        timeout, noida-db never. ``unsubscribe()`` does send LeaveGroup, static or not, but only
+        after the application has served the revocation it queues. Measured on noida-db 0.2.3,
+        a static member with 2 partitions stopped, then a new member (another instance id) joined:
+
+        - ``close()``, ``unsubscribe()`` + ``close()`` at once, ``incremental_unassign()`` +
+          ``close()``: no LeaveGroup sent; the new member got no partitions in 40 s.
+        - ``unsubscribe()``, ``poll()`` until ``memberid()`` is empty (librdkafka clears it when
+          it sends LeaveGroup; one ``poll(0.1)``, the LeaveGroup answered by then), ``close()``:
+          the new member had both partitions as soon as it joined (0.32 s after subscribing).
+        - Polling until ``assignment()`` is empty instead: works for a member with partitions,
+          but a member without any (more members than partitions) closed without leaving, and
+          the group then stalled (the next newcomer never joined).
+
+        Messages polled here are dropped uncommitted; the next owner reads them again.
+        """
+        deadline = time.monotonic() + LEAVE_TIMEOUT_SECONDS
+        with contextlib.suppress(KafkaException, RuntimeError):  # a failed/fenced consumer: just close
+            consumer.unsubscribe()
+            while consumer.memberid() and time.monotonic() < deadline:
+                consumer.poll(0.1)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Ask the sink to stop; when it runs in its own thread, wait for it to close cleanly."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -173,6 +174,54 @@ def test_fixed_port_in_use_is_a_clear_error(kafka_broker: EmbeddedBroker) -> Non
     port = int(kafka_broker.bootstrap.rsplit(":", 1)[1])
     with pytest.raises(BrokerError, match=f"port {port} .* already in use"):
         EmbeddedBroker(ENV_KIND, port=port).start()
+
+
+def _bind_without_reuseaddr(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@needs_process
+def test_restart_on_the_same_port_right_after_a_stop_with_clients(topic_prefix: str) -> None:
+    """A port left with TIME_WAIT sockets by the stopped broker is not refused (it was for ~60 s)."""
+    port, topic = free_port(), f"{topic_prefix}restart"
+    first = EmbeddedBroker(ENV_KIND, port=port).start()
+    producer = Producer(first.client_config())
+    consumer = Consumer(first.consumer_config(f"{topic_prefix}group"))
+    try:
+        for i in range(5):
+            producer.produce(topic, f"before-{i}".encode())
+        assert producer.flush(15) == 0
+        consumer.subscribe([topic])
+        got = 0
+        deadline = time.monotonic() + 30
+        while got < 5 and time.monotonic() < deadline:
+            got += sum(m.error() is None for m in consumer.consume(num_messages=5, timeout=0.5))
+        assert got == 5
+        # Stopped while its clients are connected: the broker's side of each connection stays
+        # in TIME_WAIT for 60 s, and a plain bind (no SO_REUSEADDR) of its port fails.
+        first.stop()
+        assert not _bind_without_reuseaddr(port), "the stop left no socket on the port"
+        assert not broker_process.port_in_use(port)
+
+        started = time.monotonic()
+        with EmbeddedBroker(ENV_KIND, port=port, start_timeout=15) as second:
+            assert time.monotonic() - started < 15
+            assert second.bootstrap == f"127.0.0.1:{port}"
+            delivered: list[KafkaError | None] = []
+            after = Producer(second.client_config())
+            after.produce(topic, b"after", on_delivery=lambda err, _msg: delivered.append(err))
+            assert after.flush(15) == 0
+            assert delivered == [None]
+            # The live listener makes the port in use again.
+            assert broker_process.port_in_use(port)
+    finally:
+        first.stop()
+        consumer.close()
 
 
 @pytest.mark.parametrize(
