@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modelmon.spec import parse_duration
 from modelmon.topics import Topics
 
 NotificationKind = Literal["alerts", "retrain"]
@@ -105,6 +106,35 @@ class Settings(BaseSettings):
     window_grace_seconds: float = Field(
         default=5.0, gt=0, description="Stage 2 closes a window with no new partial for this long."
     )
+    max_event_age: str = Field(
+        default="7d",
+        description="Events older than this (by their ts) go to dead-letter as ts_out_of_range; a model "
+        "spec's max_event_age overrides it (backfill).",
+    )
+    max_future_skew: str = Field(
+        default="15m", description="Events dated further ahead of the worker's clock go to dead-letter."
+    )
+    max_message_bytes: int = Field(
+        default=1_000_000, ge=1024, description="Larger input messages go to dead-letter as too_large."
+    )
+    max_features: int = Field(
+        default=1000, ge=1, description="Events with more features go to dead-letter as too_large."
+    )
+    max_string_chars: int = Field(
+        default=4096, ge=16, description="Events with a longer string value go to dead-letter as too_large."
+    )
+    max_partial_bytes: int = Field(
+        default=900_000,
+        ge=1024,
+        description="Stage-1 partials larger than this are split into fragments (keep below the broker's "
+        "message.max.bytes).",
+    )
+    shutdown_timeout: float = Field(
+        default=4.0,
+        gt=0,
+        description="Seconds a stopping worker waits for a clean stop before it exits anyway (held "
+        "inputs are replayed by the next owner).",
+    )
     broker_session_timeout: float = Field(default=6.0, gt=0, description="Consumer group session (s).")
     commit_interval: float = Field(default=1.0, gt=0, description="Seconds between offset commits.")
     producer_linger: float = Field(
@@ -119,6 +149,20 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="Notifications waiting per webhook target; beyond, dead-letter."
     )
     log_level: str = Field(default="info")
+
+    @field_validator("max_event_age", "max_future_skew")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def max_event_age_ms(self) -> int:
+        return int(parse_duration(self.max_event_age).total_seconds() * 1000)
+
+    @property
+    def max_future_skew_ms(self) -> int:
+        return int(parse_duration(self.max_future_skew).total_seconds() * 1000)
 
     @property
     def topics(self) -> Topics:

@@ -244,6 +244,18 @@ class ModelSpec(_Spec):
     alerts: list[AlertRuleSpec] = Field(default_factory=list)
     retrain: RetrainSpec = Field(default_factory=RetrainSpec)
     label_ttl: str = Field(default="7d", description="How long a prediction waits for its label.")
+    max_event_age: str | None = Field(
+        default=None,
+        description="Events older than this go to dead-letter (ts_out_of_range); default "
+        "MODELMON_MAX_EVENT_AGE. Raise it to backfill history (docs/operations.md, Backfill).",
+    )
+
+    @field_validator("max_event_age")
+    @classmethod
+    def _optional_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
 
     @field_validator("label_ttl")
     @classmethod

@@ -11,11 +11,14 @@ from modelmon.events import DeadLetter, GroundTruthEvent, PredictionEvent
 from modelmon.spec import ModelSpec, parse_spec
 from streams.validation import (
     MAX_PAYLOAD_CHARS,
+    EventLimits,
     InvalidEvent,
     RawMessage,
     check_against_spec,
+    check_event_time,
     dead_letter,
     parse_event,
+    processing_error,
     validate_predictions,
 )
 
@@ -270,3 +273,94 @@ def test_batch_is_split_into_valid_events_and_dead_letters_in_order() -> None:
 
 def test_empty_batch() -> None:
     assert validate_predictions([], SPECS) == ([], [])
+
+
+# -- limits: too_large and ts_out_of_range --------------------------------------------------------
+
+LIMITS = EventLimits(max_message_bytes=2000, max_features=3, max_string_chars=50)
+NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00Z
+HOUR_MS = 3_600_000
+
+
+def too_large(value: bytes) -> InvalidEvent:
+    with pytest.raises(InvalidEvent) as info:
+        parse_event(value, PredictionEvent, LIMITS)
+    assert info.value.error_type == "too_large"
+    return info.value
+
+
+def test_a_message_over_the_byte_limit_is_too_large_before_it_is_decoded() -> None:
+    error = too_large(b"{" + b" " * 2000 + b"}")  # not even JSON: the size is checked first
+    assert "2002 bytes; at most 2000 (MODELMON_MAX_MESSAGE_BYTES)" in error.reason
+
+
+def test_more_features_than_the_limit_are_too_large() -> None:
+    error = too_large(body(features={f"f{i}": i for i in range(4)}))
+    assert error.reason == "4 features; at most 3 (MODELMON_MAX_FEATURES)"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"features": {"amount": 1.0, "country": "x" * 51}},
+        {"features": {"y" * 51: 1.0}},
+        {"tags": {"region": "z" * 51}},
+        {"prediction": "p" * 51},
+        {"prediction_id": "i" * 51},
+    ],
+)
+def test_a_string_over_the_limit_anywhere_in_the_event_is_too_large(fields: dict[str, Any]) -> None:
+    error = too_large(body(**fields))
+    assert error.reason == "a string of 51 characters; at most 50 (MODELMON_MAX_STRING_CHARS)"
+
+
+def test_limits_at_exactly_the_bound_pass() -> None:
+    event = parse_event(
+        body(features={"amount": 1.0, "country": "x" * 50, "n": None}), PredictionEvent, LIMITS
+    )
+    assert event.features["country"] == "x" * 50
+
+
+@pytest.mark.parametrize(
+    ("ts_ms", "words"),
+    [
+        (
+            NOW_MS - 7 * 24 * HOUR_MS - 1,
+            "168.0 h older than the worker's clock (at most 168 h: MODELMON_MAX_EVENT_AGE",
+        ),
+        (0, "older than the worker's clock"),
+        (
+            NOW_MS + 15 * 60_000 + 1,
+            "0.25 h ahead of the worker's clock (at most 15 min: MODELMON_MAX_FUTURE_SKEW)",
+        ),
+        (253_402_300_740_000, "9999-12-31T23:59:00+00:00 is"),
+    ],
+)
+def test_event_times_too_far_from_the_clock_are_out_of_range(ts_ms: int, words: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        check_event_time(ts_ms, NOW_MS, EventLimits())
+    assert info.value.error_type == "ts_out_of_range"
+    assert words in info.value.reason
+
+
+def test_event_times_inside_the_range_pass() -> None:
+    for ts_ms in (NOW_MS - 7 * 24 * HOUR_MS, NOW_MS, NOW_MS + 15 * 60_000):
+        check_event_time(ts_ms, NOW_MS, EventLimits())
+
+
+def test_a_model_spec_may_accept_older_events_for_a_backfill() -> None:
+    spec = parse_spec({**SPECS["fraud"].model_dump(), "max_event_age": "400d"})
+    eleven_months = NOW_MS - 330 * 24 * HOUR_MS
+    check_event_time(eleven_months, NOW_MS, EventLimits(), spec)
+    with pytest.raises(InvalidEvent, match="the model's max_event_age"):
+        check_event_time(NOW_MS - 401 * 24 * HOUR_MS, NOW_MS, EventLimits(), spec)
+    with pytest.raises(InvalidEvent, match="MODELMON_MAX_EVENT_AGE"):
+        check_event_time(eleven_months, NOW_MS, EventLimits(), SPECS["fraud"])
+
+
+def test_processing_errors_name_the_exception() -> None:
+    error = processing_error(OverflowError("date value out of range"))
+    assert (error.error_type, error.reason) == (
+        "processing_error",
+        "processing this event raised OverflowError: date value out of range",
+    )
