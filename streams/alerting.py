@@ -37,22 +37,15 @@ from retrain_trigger.policy import RetrainPolicy
 from retrain_trigger.rules import RuleEngine
 from sinks.webhooks import DeliveryResult, Notification, WebhookNotifier
 from streams.app import changelog_partition_of, publish_all
-from streams.batching import EventBatcher
+from streams.batching import Acknowledger, EventBatcher
+from streams.validation import InvalidEvent, processing_error
+from streams.validation import dead_letter as dead_letter_of
 
 log = logging.getLogger(__name__)
 
 
 def _dead_letter(event: EventT, reason: str, error_type: str) -> DeadLetter:
-    message = event.message
-    return DeadLetter(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=(message.key or b"").decode("utf-8", errors="replace") or None,
-        payload=(message.value or b"").decode("utf-8", errors="replace")[:64_000],
-        reason=reason.splitlines()[0][:500],
-        error_type=error_type,
-    )
+    return dead_letter_of(event.message, InvalidEvent(error_type, reason.splitlines()[0][:500]))
 
 
 @dataclass
@@ -84,7 +77,7 @@ class AlertEvaluator:
         self.dead_topic = dead_topic
         self.stats = AlertingStats()
 
-    async def process(self, stream: StreamT, events: Sequence[EventT]) -> None:
+    async def process(self, acks: Acknowledger, events: Sequence[EventT]) -> None:
         by_model: dict[str, list[tuple[EventT, MetricPoint]]] = defaultdict(list)
         letters: list[DeadLetter] = []
         for event in events:
@@ -129,7 +122,7 @@ class AlertEvaluator:
         self.stats.transitions += len(alerts)
         self.stats.retrain_requests += len(requests)
         for event in events:
-            await stream.ack(event)
+            await acks.ack(event)
 
 
 def pipeline_targets(specs: dict[str, ModelSpec]) -> dict[str, WebhookTarget]:
@@ -170,7 +163,7 @@ class AlertDispatcher:
         model = RetrainRequested if isinstance(data, dict) and "idempotency_key" in data else Alert
         return model.model_validate(data)
 
-    async def process(self, stream: StreamT, events: Sequence[EventT]) -> None:
+    async def process(self, acks: Acknowledger, events: Sequence[EventT]) -> None:
         groups: dict[str, tuple[Notification, list[EventT]]] = {}
         for event in events:
             try:
@@ -178,7 +171,7 @@ class AlertDispatcher:
             except (orjson.JSONDecodeError, ValidationError) as error:
                 # The sink dead-letters unparseable alerts and requests already: no second letter.
                 log.warning("skipping an invalid message at %s: %s", event.message.tp, error)
-                await stream.ack(event)
+                await acks.ack(event)
                 continue
             if isinstance(item, RetrainRequested):
                 note = Notification("retrain", request=item)
@@ -191,9 +184,9 @@ class AlertDispatcher:
                 groups[key][0].alerts.append(item)
                 groups[key][1].append(event)
             else:
-                await stream.ack(event)  # pending, or cleared before firing: not notified
+                await acks.ack(event)  # pending, or cleared before firing: not notified
         for note, held in groups.values():
-            await self._dispatch(stream, note, held)
+            await self._dispatch(acks, note, held)
 
     @staticmethod
     def _origin(note: Notification, event: EventT) -> Notification:
@@ -204,14 +197,14 @@ class AlertDispatcher:
         )
         return note
 
-    async def _dispatch(self, stream: StreamT, note: Notification, held: list[EventT]) -> None:
+    async def _dispatch(self, acks: Acknowledger, note: Notification, held: list[EventT]) -> None:
         targets = [t for t in self.targets if note.kind in t.kinds]
         if note.request is not None and note.request.model_id in self.pipelines:
             targets.append(self.pipelines[note.request.model_id])
         self.stats.notifications += 1
         if not targets:
             for event in held:
-                await stream.ack(event)
+                await acks.ack(event)
             return
         remaining = {"targets": len(targets)}
 
@@ -219,7 +212,7 @@ class AlertDispatcher:
             remaining["targets"] -= 1
             if remaining["targets"] == 0:
                 for event in held:
-                    await stream.ack(event)
+                    await acks.ack(event)
 
         for target in targets:
             await self.notifier.submit(target, note, done)
@@ -259,9 +252,17 @@ def register_alerting(app: faust.App, settings: Settings, specs: dict[str, Model
     def is_current(event: Any) -> bool:
         return bool(event.message.generation_id == app.consumer_generation_id)
 
-    size, within = settings.batch_size, settings.batch_within
-    rules_batcher = EventBatcher(evaluator.process, size=size, within=within, is_current=is_current)
-    notify_batcher = EventBatcher(dispatcher.process, size=size, within=within, is_current=is_current)
+    async def poisoned(event: EventT, error: BaseException) -> None:
+        await dead_letter(dead_letter_of(event.message, processing_error(error)))
+
+    options: dict[str, Any] = {
+        "size": settings.batch_size,
+        "within": settings.batch_within,
+        "is_current": is_current,
+        "on_poison": poisoned,
+    }
+    rules_batcher = EventBatcher(evaluator.process, **options)
+    notify_batcher = EventBatcher(dispatcher.process, **options)
 
     @app.agent(metrics, name="alert-rules")
     async def alert_rules(stream: StreamT) -> None:

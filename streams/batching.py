@@ -1,4 +1,4 @@
-"""Batches of faust events, built from the plain per-message iteration.
+"""Batches of faust events, built from the plain per-message iteration, acknowledged in offset order.
 
 faust's ``take_events`` records ``stream.current_event`` from a processor while it buffers, and
 under load it can record one message twice and never record its neighbour (measured: one event in
@@ -6,8 +6,13 @@ under load it can record one message twice and never record its neighbour (measu
 event is the one just read, and groups events into batches itself.
 
 Every event is held (``incref``) the moment it is read, because faust acknowledges an event as soon
-as the iteration moves on; whoever processes a batch releases each event with ``stream.ack`` once
-its output is safe (or leaves it held, for stage 1's chunks).
+as the iteration moves on. Whoever processes a batch releases each event with :meth:`EventBatcher.ack`
+once its output is safe (or keeps it, as stage 1's chunks and stage 2's windows do); faust is told
+only in offset order (:mod:`streams.acks`), so its commit never passes a held event.
+
+A batch whose handler raises is handled again one event at a time: an event that still raises goes to
+``on_poison`` (a dead letter with the reason) and is released, its neighbours are processed. Errors of
+the broker connection are not an event's fault and are raised as they are.
 """
 
 from __future__ import annotations
@@ -15,39 +20,87 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from faust.types import EventT, StreamT
 
+from streams.acks import OrderedAcks
+
 log = logging.getLogger(__name__)
 
-BatchHandler = Callable[[StreamT, Sequence[EventT]], Awaitable[None]]
+
+class Acknowledger(Protocol):
+    async def ack(self, event: Any) -> Any: ...
+
+
+BatchHandler = Callable[[Acknowledger, Sequence[EventT]], Awaitable[None]]
+PoisonHandler = Callable[[EventT, BaseException], Awaitable[None]]
+
+
+async def release(acks: Acknowledger, events: Iterable[Any]) -> None:
+    """Release every one of ``events`` (their output is safe)."""
+    for event in events:
+        await acks.ack(event)
+
+
+def is_infrastructure_error(error: BaseException) -> bool:
+    """Errors of the broker or the network: retrying the same events later may succeed."""
+    if isinstance(error, ConnectionError | TimeoutError | asyncio.TimeoutError):
+        return True
+    module = type(error).__module__
+    return module.startswith(("aiokafka", "kafka", "confluent_kafka"))
 
 
 class EventBatcher:
     """Collects events into batches of ``size``, or whatever arrived within ``within`` seconds.
 
     ``is_current`` tells whether an event was read under the consumer's current assignment.
+    ``on_poison`` dead-letters one event whose processing raised (the worker goes on).
     """
 
     def __init__(
-        self, handler: BatchHandler, *, size: int, within: float, is_current: Callable[[EventT], bool]
+        self,
+        handler: BatchHandler,
+        *,
+        size: int,
+        within: float,
+        is_current: Callable[[EventT], bool],
+        on_poison: PoisonHandler | None = None,
     ) -> None:
         self.handler = handler
         self.is_current = is_current
+        self.on_poison = on_poison
         self.size = size
         self.within = within
         self.lock = asyncio.Lock()
         self._pending: list[EventT] = []
         self._first_at = 0.0
         self._stream: StreamT | None = None
+        self._acks = OrderedAcks(self._faust_ack)
         self.stale = 0  # events dropped because they were read under an earlier assignment
+        self.poisoned = 0  # events whose processing raised: dead-lettered
+
+    @property
+    def duplicates(self) -> int:
+        """Events read twice in one assignment (dropped: the first read is processed)."""
+        return self._acks.duplicates
+
+    async def _faust_ack(self, event: EventT) -> None:
+        if self._stream is not None:
+            await self._stream.ack(event)
+
+    async def ack(self, event: Any) -> None:
+        """The event's output is safe: acknowledge it once every earlier offset of its partition is."""
+        await self._acks.release(event)
 
     async def consume(self, stream: StreamT) -> None:
         """The agent body: read events one by one, hand them over in batches."""
         self._stream = stream
         async for event in stream.events():
             event.message.incref()
+            if not self._acks.hold(event):
+                continue  # read twice in this assignment, or under an older one
             if not self._pending:
                 self._first_at = time.monotonic()
             self._pending.append(event)
@@ -59,6 +112,7 @@ class EventBatcher:
         keep = [e for e in self._pending if (e.message.topic, e.message.partition) not in partitions]
         dropped = len(self._pending) - len(keep)
         self._pending = keep
+        self._acks.forget(partitions)
         self.stale += dropped
         if dropped:
             log.info("discarded %d waiting events of revoked partitions: they are replayed", dropped)
@@ -84,5 +138,29 @@ class EventBatcher:
                     getattr(self._stream.app, "consumer_generation_id", "?") if self._stream else "?",
                 )
             self._pending = []
-            if batch and self._stream is not None:
-                await self.handler(self._stream, batch)
+            if batch:
+                await self._handle(batch)
+
+    async def _handle(self, batch: list[EventT]) -> None:
+        on_poison = self.on_poison
+        try:
+            await self.handler(self, batch)
+            return
+        except Exception as error:
+            if on_poison is None or is_infrastructure_error(error):
+                raise
+            log.warning(
+                "a batch of %d events failed (%r): processing it one event at a time", len(batch), error
+            )
+        for event in batch:
+            try:
+                await self.handler(self, [event])
+            except Exception as error:
+                if is_infrastructure_error(error):
+                    raise
+                self.poisoned += 1
+                message = event.message
+                log.error("event %s[%s]@%s failed: %r; dead-lettered", message.topic, message.partition,
+                          message.offset, error)  # fmt: skip
+                await on_poison(event, error)
+                await self.ack(event)
