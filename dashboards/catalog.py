@@ -345,6 +345,9 @@ def data_fidelity() -> Dashboard:
         _series(
             "Lateness (ingest time - event time)", sql.FIDELITY_LATENESS, unit="ms", key="fidelity_lateness"
         ),
+        _series(
+            "Too late: folded late, and expired (not counted)", sql.FIDELITY_TOO_LATE, key="fidelity_too_late"
+        ),
         _table("Worst features", sql.FIDELITY_WORST_FEATURES, key="fidelity_worst"),
         _table("Dead letters by error type (all models)", sql.DEAD_LETTERS_BY_REASON, key="fidelity_dead"),
     ]

@@ -233,6 +233,15 @@ RETRAIN_ANNOTATIONS = (
 FIDELITY_FEATURE = {metric: feature_series(metric) for metric in FEATURE_RATES}
 FIDELITY_SCHEMA = model_series(SCHEMA_RATES)
 FIDELITY_LATENESS = model_series(LATENESS)
+# Events stage 2 could not apply (window older than the retention when they came: never silent),
+# summed over the chunks that reported them, beside the predictions folded in late (still counted).
+FIDELITY_TOO_LATE = (
+    "SELECT window_start AS time, concat(metric, ' v', model_version) AS series, sum(value) AS value "
+    f"FROM {POINTS} WHERE $__timeFilter(window_start) AND model_id = '${{model}}' "
+    "AND model_version IN (${version}) AND segment = '' AND ((source LIKE 'expired|%' AND metric IN "
+    "('expired_events', 'expired_labels')) OR (source = 'stage2' AND metric = 'late_events')) "
+    "GROUP BY time, series ORDER BY time"
+)
 FIDELITY_WORST_FEATURES = (
     "SELECT feature, metric, max(value) AS worst, avg(value) AS mean FROM "
     f"{POINTS} WHERE {MODEL} AND feature NOT IN ('', '{PREDICTION_FEATURE}') AND {FEATURE_FILTER} "

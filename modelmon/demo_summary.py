@@ -128,11 +128,13 @@ def collect_summary(client: Any) -> dict[str, Any]:
     from sinks.queries import dead_letter_samples, dead_letters_by_type, events_per_model
 
     per_model = events_per_model(client)
+    expired = events_per_model(client, "expired_events")
     dead = dead_letters_by_type(client)
     episodes = alert_episodes(client)
     return {
         "events": sum(per_model.values()),
         "events_per_model": per_model,
+        "expired_events_per_model": expired,
         "dead_letter": sum(dead.values()),
         "dead_letter_by_type": dead,
         "dead_letter_samples": dead_letter_samples(client),
@@ -166,8 +168,13 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     table = Table(title="Valid events counted in ClickHouse (metric_points, metric='events')")
     table.add_column("model")
     table.add_column("events", justify="right")
-    for model, n in summary["events_per_model"].items():
-        table.add_row(model, str(n))
+    table.add_column("too late, not counted", justify="right")
+    expired = summary.get("expired_events_per_model", {})
+    for model in sorted(set(summary["events_per_model"]) | set(expired)):
+        late = expired.get(model, 0)
+        table.add_row(
+            model, str(summary["events_per_model"].get(model, 0)), f"[red]{late}[/]" if late else "0"
+        )
     console.print(table)
     dead = Table(title="Dead letters (topic dead-letter → ClickHouse dead_letters)")
     dead.add_column("error type")

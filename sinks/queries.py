@@ -13,11 +13,16 @@ from sinks.writer import TABLES, to_utc_millis
 E = TypeVar("E", MetricPoint, Alert, RetrainRequested, DeadLetter)
 
 
-def events_per_model(client: Client) -> dict[str, int]:
-    """Valid events counted per model (deduplicated, summed over windows and partitions)."""
+def events_per_model(client: Client, metric: str = "events") -> dict[str, int]:
+    """Valid events counted per model (deduplicated, summed over windows and partitions).
+
+    ``metric="expired_events"``: events that came too late to be applied (their window was older than
+    the retention), per model.
+    """
     rows = client.query(
         "SELECT model_id, toInt64(sum(value)) FROM metric_points FINAL "
-        "WHERE metric = 'events' AND segment = '' GROUP BY model_id ORDER BY model_id"
+        "WHERE metric = {metric:String} AND segment = '' GROUP BY model_id ORDER BY model_id",
+        parameters={"metric": metric},
     ).result_rows
     return {str(model): int(total) for model, total in rows}
 

@@ -15,14 +15,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from streams.bundle import BundleKey, WindowBundle
+from streams.partials import Partial
 
 
 @dataclass
 class Chunk:
-    """The open chunk of one topic partition."""
+    """The open chunk of one topic partition.
+
+    ``watermarks`` holds the event-time watermark per (model id, model version): a backfill under its
+    own version has its own clock, so old events neither count as late against live traffic nor
+    move its windows (docs/operations.md, Backfill).
+    """
 
     topic: str
     partition: int
@@ -30,7 +34,7 @@ class Chunk:
     bundles: dict[tuple[BundleKey, str], WindowBundle] = field(default_factory=dict)
     held: list[Any] = field(default_factory=list)
     last_offset: int = -1
-    watermark_ms: int = 0
+    watermarks: dict[tuple[str, str], int] = field(default_factory=dict)
     dirty: bool = False
     changed_at: float = 0.0
 
@@ -38,27 +42,33 @@ class Chunk:
     def source(self) -> str:
         return f"{self.topic}|{self.partition}|{self.index}"
 
-    def touch(self, offset: int, event_ms: int) -> None:
+    def watermark(self, model_id: str, version: str) -> int:
+        return self.watermarks.get((model_id, version), 0)
+
+    def touch(self, offset: int, clock: tuple[str, str] | None = None, event_ms: int = 0) -> None:
         self.last_offset = max(self.last_offset, offset)
-        self.watermark_ms = max(self.watermark_ms, event_ms)
+        if clock is not None:
+            self.watermarks[clock] = max(self.watermarks.get(clock, 0), event_ms)
         self.dirty = True
         self.changed_at = time.monotonic()
 
-    def partial_messages(self, *, final: bool) -> list[tuple[bytes, bytes]]:
-        """One message per bundle, keyed by model id (stage 2 is partitioned by model)."""
-        messages = []
-        for (key, reference_id), bundle in self.bundles.items():
-            value = {
-                "source": self.source,
-                "input": f"{self.topic}|{self.partition}",
-                "revision": self.last_offset + 1,
-                "final": final,
-                "watermark_ms": self.watermark_ms,
-                "reference_id": reference_id,
-                "bundle": bundle.to_dict(),
-            }
-            messages.append((key.model_id.encode(), orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)))
-        return messages
+    def partials(self, *, final: bool) -> list[Partial]:
+        return [
+            Partial(
+                source=self.source,
+                input=f"{self.topic}|{self.partition}",
+                revision=self.last_offset + 1,
+                final=final,
+                watermark_ms=self.watermark(key.model_id, key.model_version),
+                reference_id=reference_id,
+                bundle=bundle,
+            )
+            for (key, reference_id), bundle in self.bundles.items()
+        ]
+
+    def partial_messages(self, *, final: bool, max_bytes: int) -> list[tuple[bytes, bytes]]:
+        """Messages keyed by model id (stage 2 is partitioned by model); large partials in fragments."""
+        return [message for partial in self.partials(final=final) for message in partial.messages(max_bytes)]
 
 
 def chunk_index(offset: int, size: int) -> int:

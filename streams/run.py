@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
+from types import FrameType
+from typing import Any
 
 import faust
 
@@ -53,6 +58,36 @@ def build_worker_app(settings: Settings) -> faust.App:
     return app
 
 
+def exit_deadline_on_signals(seconds: float) -> None:
+    """After SIGTERM or SIGINT, leave the process at the latest ``seconds`` later, stopped cleanly or not.
+
+    faust's own shutdown waits for the broker (commits, producer flush, leaving the group), which
+    with an unreachable broker takes half a minute or more. Nothing needs that wait: inputs are
+    acknowledged only after their outputs are safe, so whatever is still held is replayed by the
+    next owner. faust's handlers keep running (the event loop is woken by the signal either way);
+    this one only arms the deadline.
+    """
+    previous: dict[int, Any] = {}
+
+    def arm(signum: int, frame: FrameType | None) -> None:
+        def exit_now() -> None:
+            log.warning("not stopped %.1f s after %s: exiting now (held inputs are replayed)", seconds,
+                        signal.Signals(signum).name)  # fmt: skip
+            logging.shutdown()
+            os._exit(0)
+
+        timer = threading.Timer(seconds, exit_now)
+        timer.daemon = True
+        timer.start()
+        handler = previous.get(signum)
+        if callable(handler):
+            handler(signum, frame)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.getsignal(signum)
+        signal.signal(signum, arm)
+
+
 def run_worker(settings: Settings, *, with_sink: bool = False) -> None:
     """Run a worker in the foreground until SIGINT/SIGTERM."""
     app = build_worker_app(settings)
@@ -68,6 +103,12 @@ def run_worker(settings: Settings, *, with_sink: bool = False) -> None:
         sink = ClickHouseSink(settings, ClickHouseWriter(client))
         sink.start_thread()
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+
+    @app.task
+    async def arm_exit_deadline() -> None:
+        # A task runs once the worker is up, after faust installed its signal handlers.
+        exit_deadline_on_signals(settings.shutdown_timeout)
+
     try:
         worker.execute_from_commandline()
     finally:

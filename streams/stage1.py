@@ -17,21 +17,43 @@ from typing import Any
 
 import faust
 import numpy as np
-from faust.types import EventT, StreamT
+from faust.types import EventT
 
 from detectors.profiles import ReferenceProfile
 from modelmon.events import DeadLetter, GroundTruthEvent, PredictionEvent, epoch_ms, model_to_json
 from modelmon.settings import Settings
 from modelmon.spec import ModelSpec, parse_duration
 from streams.app import changelog_partition_of, publish_all
+from streams.batching import Acknowledger
 from streams.bundle import BundleKey, JoinedPair, WindowBundle
 from streams.chunks import Chunk, chunk_index
 from streams.join import JoinStatus, entry_time_ms, label_record, on_label, on_prediction, prediction_record
-from streams.validation import InvalidEvent, RawMessage, check_against_spec, dead_letter, parse_event
+from streams.validation import (
+    EventLimits,
+    InvalidEvent,
+    check_against_spec,
+    check_event_time,
+    dead_letter,
+    parse_event,
+    processing_error,
+)
 
 log = logging.getLogger(__name__)
 
 ReferenceLookup = Callable[[str, str], ReferenceProfile | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One event on its way into a bundle: a prediction (with ingest time and lateness) or a joined pair."""
+
+    event: Any
+    value: Any
+    ingest_ms: int
+    late: bool
+
+
+Fold = Callable[[WindowBundle, list[_Item]], None]
 
 
 @dataclass
@@ -45,7 +67,6 @@ class Stage1Stats:
     partials_published: int = 0
     chunks_closed: int = 0
     expired_entries: int = 0
-    redelivered: int = 0
     dead_by_type: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -87,6 +108,8 @@ class Stage1:
         references: ReferenceLookup,
         partials_topic: faust.TopicT,
         dead_topic: faust.TopicT,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.specs = specs
@@ -94,97 +117,126 @@ class Stage1:
         self.references = references
         self.partials_topic = partials_topic
         self.dead_topic = dead_topic
+        self.clock = clock
+        self.limits = EventLimits.from_settings(settings)
         self.window_ms = settings.window_seconds * 1000
         self.allowed_lateness_ms = settings.allowed_lateness_seconds * 1000
         self.chunk_size = settings.chunk_size
+        self.max_partial_bytes = settings.max_partial_bytes
         self.chunks: dict[tuple[str, int], Chunk] = {}
-        self._last_offset: dict[tuple[str, int], int] = {}
         self.stats = Stage1Stats()
         self._ttl_ms = {m: int(parse_duration(s.label_ttl).total_seconds() * 1000) for m, s in specs.items()}
         self._predictions_topic = settings.topics.predictions
 
     # -- helpers -----------------------------------------------------------------------------
-    def _bundle(self, chunk: Chunk, key: BundleKey) -> WindowBundle:
-        profile = self.references(key.model_id, key.model_version)
-        ref = reference_id(profile)
-        bundle = chunk.bundles.get((key, ref))
-        if bundle is None:
-            bundle = WindowBundle.empty(key, self.specs[key.model_id], profile)
-            chunk.bundles[(key, ref)] = bundle
-        return bundle
-
     def _chunk_for(self, topic: str, partition: int, offset: int) -> tuple[Chunk, Chunk | None]:
         """The chunk of ``offset``; returns (chunk, the previous chunk if this closed it)."""
         index = chunk_index(offset, self.chunk_size)
         current = self.chunks.get((topic, partition))
         if current is not None and current.index == index:
             return current, None
-        chunk = Chunk(topic, partition, index, watermark_ms=current.watermark_ms if current else 0)
+        chunk = Chunk(topic, partition, index, watermarks=dict(current.watermarks) if current else {})
         self.chunks[(topic, partition)] = chunk
         return chunk, current
 
+    def _fold_group(
+        self,
+        chunk: Chunk,
+        key: BundleKey,
+        items: list[_Item],
+        fold: Callable[[WindowBundle, list[_Item]], None],
+    ) -> list[tuple[_Item, Exception]]:
+        """Fold items into a fresh bundle, then merge it into the chunk's; returns the items that raised.
+
+        A batch that raises is folded again item by item, so one poison event cannot take its
+        neighbours (or the chunk's earlier state) with it.
+        """
+        profile = self.references(key.model_id, key.model_version)
+        spec = self.specs[key.model_id]
+        failed: list[tuple[_Item, Exception]] = []
+        try:
+            fresh = WindowBundle.empty(key, spec, profile)
+            fold(fresh, items)
+        except Exception:
+            fresh = WindowBundle.empty(key, spec, profile)
+            for item in items:
+                single = WindowBundle.empty(key, spec, profile)
+                try:
+                    fold(single, [item])
+                    fresh = fresh.merge(single)
+                except Exception as error:
+                    failed.append((item, error))
+        ref = reference_id(profile)
+        existing = chunk.bundles.get((key, ref))
+        chunk.bundles[(key, ref)] = fresh if existing is None else existing.merge(fresh)
+        return failed
+
     # -- the batch ---------------------------------------------------------------------------
-    def _validate(self, event: EventT) -> PredictionEvent | GroundTruthEvent:
+    def _validate(self, event: EventT, now_ms: int) -> PredictionEvent | GroundTruthEvent:
         message = event.message
         if message.topic == self._predictions_topic:
-            prediction = parse_event(message.value, PredictionEvent)
-            check_against_spec(prediction, self.specs)
+            prediction = parse_event(message.value, PredictionEvent, self.limits)
+            spec = check_against_spec(prediction, self.specs)
+            check_event_time(epoch_ms(prediction.ts), now_ms, self.limits, spec)
             return prediction
-        label = parse_event(message.value, GroundTruthEvent)
-        if label.model_id not in self.specs:
+        label = parse_event(message.value, GroundTruthEvent, self.limits)
+        label_spec = self.specs.get(label.model_id)
+        if label_spec is None:
             raise InvalidEvent("unknown_model", f"model_id {label.model_id!r} has no model spec")
+        check_event_time(epoch_ms(label.ts), now_ms, self.limits, label_spec)
         return label
 
-    async def process(self, stream: StreamT, events: Sequence[EventT]) -> None:
-        dead: list[DeadLetter] = []
-        dead_events: list[EventT] = []
+    async def process(self, acks: Acknowledger, events: Sequence[EventT]) -> None:
+        dead: list[tuple[EventT, DeadLetter]] = []
         closed: list[Chunk] = []
         by_tp: dict[tuple[str, int], list[tuple[EventT, PredictionEvent | GroundTruthEvent]]] = defaultdict(
             list
         )
+        now_ms = int(self.clock() * 1000)
         for event in events:
             message = event.message
-            tp = (message.topic, message.partition)
-            if message.offset <= self._last_offset.get(tp, -1):
-                # Read again in this process: already folded and held by its chunk, so it must not
-                # count twice; its hold is left in place (at worst a commit waits for a restart).
-                self.stats.redelivered += 1
-                continue
-            self._last_offset[tp] = message.offset
             try:
-                parsed = self._validate(event)
+                parsed = self._validate(event, now_ms)
             except InvalidEvent as error:
-                raw = RawMessage(message.value, message.topic, message.partition, message.offset, message.key)
-                dead.append(dead_letter(raw, error))
-                dead_events.append(event)
+                dead.append((event, dead_letter(event.message, error)))
+                continue
+            except Exception as error:  # an unforeseen value: this event only, the worker goes on
+                dead.append((event, dead_letter(event.message, processing_error(error))))
                 continue
             by_tp[(message.topic, message.partition)].append((event, parsed))
 
         for (topic, partition), items in by_tp.items():
             with changelog_partition_of(items[-1][0]):
-                closed.extend(self._fold(topic, partition, items))
+                closed_here, failed = self._fold(topic, partition, items)
+            closed.extend(closed_here)
+            dead.extend(
+                (event, dead_letter(event.message, processing_error(error))) for event, error in failed
+            )
 
-        await publish_all(self.dead_topic, [(d.dedup_key().encode(), model_to_json(d)) for d in dead])
-        for event in dead_events:
-            await stream.ack(event)  # its output, the dead letter, is acknowledged
+        letters = [letter for _, letter in dead]
+        await publish_all(self.dead_topic, [(d.dedup_key().encode(), model_to_json(d)) for d in letters])
+        for event, _ in dead:
+            await acks.ack(event)  # its output, the dead letter, is acknowledged
         for chunk in closed:
-            await publish_all(self.partials_topic, chunk.partial_messages(final=True))
+            await publish_all(
+                self.partials_topic, chunk.partial_messages(final=True, max_bytes=self.max_partial_bytes)
+            )
             self.stats.partials_published += len(chunk.bundles)
             self.stats.chunks_closed += 1
             for held in chunk.held:
-                await stream.ack(held)
-        self.stats.dead_lettered += len(dead)
-        for letter in dead:
+                await acks.ack(held)
+        self.stats.dead_lettered += len(letters)
+        for letter in letters:
             self.stats.dead_by_type[letter.error_type] += 1
 
     def _fold(
         self, topic: str, partition: int, items: list[tuple[EventT, PredictionEvent | GroundTruthEvent]]
-    ) -> list[Chunk]:
-        """Join and aggregate one partition's events of a batch; returns the chunks it closed."""
+    ) -> tuple[list[Chunk], list[tuple[EventT, Exception]]]:
+        """Join and fold one partition's events of a batch; the chunks it closed, the events that raised."""
         closed: list[Chunk] = []
-        predictions: dict[tuple[int, BundleKey], list[tuple[PredictionEvent, int]]] = defaultdict(list)
-        late: dict[tuple[int, BundleKey], int] = defaultdict(int)
-        pairs: dict[tuple[int, BundleKey], list[JoinedPair]] = defaultdict(list)
+        failed: list[tuple[EventT, Exception]] = []
+        predictions: dict[tuple[int, BundleKey], list[_Item]] = defaultdict(list)
+        pairs: dict[tuple[int, BundleKey], list[_Item]] = defaultdict(list)
         chunks_seen: dict[int, Chunk] = {}
         for event, parsed in items:
             message = event.message
@@ -193,58 +245,78 @@ class Stage1:
                 closed.append(previous)
             chunks_seen[chunk.index] = chunk
             chunk.held.append(event)  # held since it was read (streams.batching); released at close
-            origin = f"{topic}|{partition}|{message.offset}"
-            if isinstance(parsed, PredictionEvent):
-                self.stats.predictions += 1
-                spec = self.specs[parsed.model_id]
-                keys = bundle_keys(spec, parsed, self.window_ms)
-                ts_ms = epoch_ms(parsed.ts)
-                # Late: its window had closed for this partition (watermark past end + lateness).
-                window_end = ts_ms - ts_ms % self.window_ms + self.window_ms
-                is_late = chunk.watermark_ms >= window_end + self.allowed_lateness_ms
-                chunk.touch(message.offset, ts_ms)
-                ingest_ms = int((message.timestamp or time.time()) * 1000)
-                for key in keys:
-                    predictions[(chunk.index, key)].append((parsed, ingest_ms))
-                    late[(chunk.index, key)] += is_late
-                record = prediction_record(
-                    parsed.model_id, parsed.model_version, ts_ms, parsed.prediction, parsed.score,
-                    parsed.scores, [k.segment for k in keys], origin,
-                )  # fmt: skip
-                outcome = on_prediction(self.joins, parsed.prediction_id, record)
-            else:
-                self.stats.labels += 1
-                ts_ms = epoch_ms(parsed.ts)
-                chunk.touch(message.offset, ts_ms)
-                outcome = on_label(
-                    self.joins, parsed.prediction_id, label_record(parsed.label, ts_ms, origin)
-                )
-            if outcome.status is JoinStatus.DUPLICATE:
-                if isinstance(parsed, PredictionEvent):
-                    self.stats.duplicate_predictions += 1
-                else:
-                    self.stats.duplicate_labels += 1
-            elif outcome.status is JoinStatus.JOINED and outcome.prediction and outcome.label:
-                self.stats.joined += 1
-                p, lab = outcome.prediction, outcome.label
-                start = p["t"] - p["t"] % self.window_ms
-                pair = JoinedPair(p["y"], p["sc"], p["ss"], lab["y"], p["t"], lab["t"])
-                for segment in p["s"]:
-                    pairs[(chunk.index, BundleKey(p["m"], p["v"], segment, start, self.window_ms))].append(
-                        pair
-                    )
+            try:
+                self._join_one(chunk, event, parsed, predictions, pairs)
+            except Exception as error:
+                failed.append((event, error))
 
         all_chunks = {c.index: c for c in [*closed, *chunks_seen.values()]}
         for (index, key), group in predictions.items():
-            chunk = all_chunks[index]
-            bundle = self._bundle(chunk, key)
-            bundle.add_predictions(
-                [e for e, _ in group], np.array([t for _, t in group]), self.specs[key.model_id]
-            )
-            bundle.late_events += late[(index, key)]
-        for (index, key), joined in pairs.items():
-            self._bundle(all_chunks[index], key).add_labels(joined, self.specs[key.model_id])
-        return closed
+            failures = self._fold_group(all_chunks[index], key, group, self._fold_predictions)
+            failed.extend((item.event, error) for item, error in failures)
+        for (index, key), group in pairs.items():
+            failures = self._fold_group(all_chunks[index], key, group, self._fold_pairs)
+            failed.extend((item.event, error) for item, error in failures)
+        return closed, failed
+
+    def _join_one(
+        self,
+        chunk: Chunk,
+        event: EventT,
+        parsed: PredictionEvent | GroundTruthEvent,
+        predictions: dict[tuple[int, BundleKey], list[_Item]],
+        pairs: dict[tuple[int, BundleKey], list[_Item]],
+    ) -> None:
+        message = event.message
+        origin = f"{message.topic}|{message.partition}|{message.offset}"
+        if isinstance(parsed, PredictionEvent):
+            self.stats.predictions += 1
+            spec = self.specs[parsed.model_id]
+            keys = bundle_keys(spec, parsed, self.window_ms)
+            ts_ms = epoch_ms(parsed.ts)
+            clock = (parsed.model_id, parsed.model_version)
+            # Late: its window had closed for this partition and version (watermark past end + lateness).
+            window_end = ts_ms - ts_ms % self.window_ms + self.window_ms
+            is_late = chunk.watermark(*clock) >= window_end + self.allowed_lateness_ms
+            chunk.touch(message.offset, clock, ts_ms)
+            ingest_ms = int((message.timestamp or self.clock()) * 1000)
+            for key in keys:
+                predictions[(chunk.index, key)].append(_Item(event, parsed, ingest_ms, is_late))
+            record = prediction_record(
+                parsed.model_id, parsed.model_version, ts_ms, parsed.prediction, parsed.score,
+                parsed.scores, [k.segment for k in keys], origin,
+            )  # fmt: skip
+            outcome = on_prediction(self.joins, parsed.prediction_id, record)
+        else:
+            self.stats.labels += 1
+            ts_ms = epoch_ms(parsed.ts)
+            chunk.touch(message.offset)
+            outcome = on_label(self.joins, parsed.prediction_id, label_record(parsed.label, ts_ms, origin))
+        if outcome.status is JoinStatus.DUPLICATE:
+            if isinstance(parsed, PredictionEvent):
+                self.stats.duplicate_predictions += 1
+            else:
+                self.stats.duplicate_labels += 1
+        elif outcome.status is JoinStatus.JOINED and outcome.prediction and outcome.label:
+            self.stats.joined += 1
+            p, lab = outcome.prediction, outcome.label
+            if isinstance(parsed, GroundTruthEvent):
+                # A label partition's clock, per version, is its joined labels' time.
+                chunk.touch(message.offset, (p["m"], p["v"]), lab["t"])
+            start = p["t"] - p["t"] % self.window_ms
+            pair = JoinedPair(p["y"], p["sc"], p["ss"], lab["y"], p["t"], lab["t"])
+            for segment in p["s"]:
+                key = BundleKey(p["m"], p["v"], segment, start, self.window_ms)
+                pairs[(chunk.index, key)].append(_Item(event, pair, 0, False))
+
+    def _fold_predictions(self, bundle: WindowBundle, items: list[_Item]) -> None:
+        spec = self.specs[bundle.key.model_id]
+        events = [item.value for item in items]
+        bundle.add_predictions(events, np.array([item.ingest_ms for item in items]), spec)
+        bundle.late_events += sum(item.late for item in items)
+
+    def _fold_pairs(self, bundle: WindowBundle, items: list[_Item]) -> None:
+        bundle.add_labels([item.value for item in items], self.specs[bundle.key.model_id])
 
     # -- housekeeping ------------------------------------------------------------------------
     async def flush_idle(self, idle_seconds: float) -> int:
@@ -257,7 +329,8 @@ class Stage1:
         for chunk in list(self.chunks.values()):
             if chunk.dirty and now - chunk.changed_at >= idle_seconds and chunk.bundles:
                 chunk.dirty = False
-                await publish_all(self.partials_topic, chunk.partial_messages(final=False))
+                messages = chunk.partial_messages(final=False, max_bytes=self.max_partial_bytes)
+                await publish_all(self.partials_topic, messages)
                 flushed += 1
         return flushed
 
@@ -265,7 +338,6 @@ class Stage1:
         """Forget chunks of revoked partitions: their new owner replays them from the commit."""
         for tp in revoked:
             self.chunks.pop(tp, None)
-            self._last_offset.pop(tp, None)
 
     def expire_entries(self, now_ms: int, events_by_partition: dict[int, EventT]) -> int:
         """Delete join entries older than their model's label TTL (the label is then missing).

@@ -31,24 +31,58 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import faust
-import orjson
-from faust.types import EventT, StreamT
+from faust.types import EventT
 
-from modelmon.events import model_to_json
+from detectors.profiles import ReferenceProfile
+from modelmon.events import MetricPoint, model_to_json
 from modelmon.spec import ModelSpec
 from streams.app import changelog_partition_of, publish_all
+from streams.batching import Acknowledger, is_infrastructure_error, release
 from streams.bundle import BundleKey, WindowBundle
 from streams.change import ChangeTracker
 from streams.finalize import window_metrics
+from streams.partials import Fragment, FragmentAssembler, InvalidPartial, Partial, parse_message
 from streams.stage1 import ReferenceLookup, reference_id
+from streams.validation import InvalidEvent, dead_letter, processing_error
 
 if TYPE_CHECKING:
     from streams.auto_reference import AutoReferenceBuilder
 
 log = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def expired_points(partial: Partial) -> list[tuple[bytes, bytes]]:
+    """The ``expired_events`` / ``expired_labels`` points of a partial that came too late to be applied.
+
+    Only whole-model partials (segment ``""``) count, so segments do not count an event twice. The
+    source names the chunk, so a replayed or newer revision of it replaces the point instead of adding.
+    """
+    key, bundle = partial.key, partial.bundle
+    if key.segment != "":
+        return []
+    start = _EPOCH + timedelta(milliseconds=key.window_start_ms)
+    points = [
+        MetricPoint(
+            model_id=key.model_id,
+            model_version=key.model_version,
+            metric=metric,
+            window_start=start,
+            window_end=start + timedelta(milliseconds=key.window_ms),
+            value=float(value),
+            source=f"expired|{partial.source}",
+            revision=partial.revision,
+            details={"reason": "window older than the retention when its partial arrived"},
+        )
+        for metric, value in (("expired_events", bundle.events), ("expired_labels", bundle.labels))
+        if value
+    ]
+    return [(p.model_id.encode(), model_to_json(p)) for p in points]
 
 
 def window_id(key: BundleKey, ref: str) -> str:
@@ -123,6 +157,8 @@ class Stage2Stats:
     emissions: int = 0
     dropped_closed: int = 0
     expired_partials: int = 0
+    expired_events: int = 0
+    dead_lettered: int = 0
     swept_closed: int = 0
 
 
@@ -142,6 +178,9 @@ class Stage2:
         retention_ms: int | Callable[[str], int] = 86_400_000,
         sweep_seconds: float = 60.0,
         clock_inputs: Callable[[str], bool] = lambda _input: True,
+        max_age_ms: Callable[[str], int] = lambda _model: 7 * 86_400_000,
+        dead_topic: faust.TopicT | None = None,
+        fragment_timeout_seconds: float = 600.0,
         change: ChangeTracker | None = None,
         auto_references: AutoReferenceBuilder | None = None,
     ) -> None:
@@ -155,60 +194,103 @@ class Stage2:
         self._retention = retention_ms if callable(retention_ms) else (lambda _model: retention_ms)
         self.sweep_seconds = sweep_seconds
         self.clock_inputs = clock_inputs
+        self._max_age = max_age_ms
+        self.dead_topic = dead_topic
+        self.fragment_timeout_seconds = fragment_timeout_seconds
         self._swept_at = time.monotonic()
         self.change = change
         self.auto_references = auto_references
         self.windows: dict[tuple[BundleKey, str], WindowState] = {}
-        self.watermarks: dict[str, dict[str, int]] = defaultdict(dict)
+        self.watermarks: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+        """(model id, version) -> input partition -> event-time watermark."""
+        self.fragments = FragmentAssembler()
         self.stats = Stage2Stats()
 
-    async def process(self, stream: StreamT, events: Sequence[EventT]) -> None:
+    async def process(self, acks: Acknowledger, events: Sequence[EventT]) -> None:
         for event in events:
             try:
-                data = orjson.loads(event.message.value or b"")
-                bundle = WindowBundle.from_dict(data["bundle"])
-                source, revision, final = str(data["source"]), int(data["revision"]), bool(data["final"])
-                inputs = self.watermarks[bundle.key.model_id]
-                inputs[data["input"]] = max(inputs.get(data["input"], 0), int(data["watermark_ms"]))
-                ref = str(data.get("reference_id", ""))
-            except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as error:
-                # An internal topic written by stage 1 only: a bad message is a bug; say so, skip it.
+                item = parse_message(event.message.value)
+                if isinstance(item, Fragment):
+                    done = self.fragments.add(item, event)
+                    if done is None:
+                        continue  # held until the last piece arrives
+                    partial, carriers = done
+                else:
+                    partial, carriers = item, [event]
+            except InvalidPartial as error:
+                # An internal topic written by stage 1 only: a bad message is a bug; say so, set it aside.
                 self.stats.invalid_partials += 1
-                log.error("invalid partial at %s: %s", event.message.tp, error)
-                await stream.ack(event)
+                log.error("invalid partial at %s[%s]@%s: %s", event.message.topic, event.message.partition,
+                          event.message.offset, error)  # fmt: skip
+                await self._dead_letter(acks, [event], InvalidEvent("invalid_partial", str(error)))
                 continue
-            self.stats.partials += 1
-            state = self.windows.get((bundle.key, ref))
-            if state is None:
-                if self._expired(bundle.key) and window_id(bundle.key, ref) not in self.closed_store:
-                    self.stats.expired_partials += 1
-                    log.warning(
-                        "partial for %s is older than the retention: counted, not applied", bundle.key
-                    )
-                    await stream.ack(event)
-                    continue
-                state = self._restore(bundle.key, ref, event.message.partition)
-                self.windows[(bundle.key, ref)] = state
-            if state.add(source, revision, final, bundle):
-                state.held.append(event)  # held since it was read (streams.batching); released on emit
-            else:
-                await stream.ack(event)  # already merged (and saved) or superseded: nothing to hold
-        await self.close_ready(stream)
+            try:
+                await self._take(acks, partial, carriers)
+            except Exception as error:
+                if is_infrastructure_error(error):
+                    raise
+                log.exception("partial %s of %s could not be applied", partial.source, partial.key)
+                await self._dead_letter(acks, carriers, processing_error(error))
+            await release(acks, self.fragments.superseded(partial))
+        await self.close_ready(acks)
         if events and time.monotonic() - self._swept_at >= self.sweep_seconds:
             self.sweep({e.message.partition: e for e in events})
 
+    async def _take(self, acks: Acknowledger, partial: Partial, carriers: list[EventT]) -> None:
+        key, ref = partial.key, partial.reference_id
+        self.stats.partials += 1
+        inputs = self.watermarks[(key.model_id, key.model_version)]
+        inputs[partial.input] = max(inputs.get(partial.input, 0), partial.watermark_ms)
+        state = self.windows.get((key, ref))
+        if state is None:
+            if self._expired(key) and window_id(key, ref) not in self.closed_store:
+                self.stats.expired_partials += 1
+                self.stats.expired_events += partial.bundle.events if key.segment == "" else 0
+                log.warning(
+                    "partial %s for %s is older than the retention: counted as expired_events, not applied",
+                    partial.source, key,
+                )  # fmt: skip
+                await publish_all(self.metrics_topic, expired_points(partial))
+                await release(acks, carriers)
+                return
+            state = self._restore(key, ref, carriers[0].message.partition)
+            self.windows[(key, ref)] = state
+        if state.add(partial.source, partial.revision, partial.final, partial.bundle):
+            state.held.extend(carriers)  # held since read (streams.batching); released on emission
+        else:
+            await release(acks, carriers)  # already merged (and saved) or superseded: nothing to hold
+
+    async def _dead_letter(self, acks: Acknowledger, events: Sequence[EventT], error: InvalidEvent) -> None:
+        """Set events aside on ``dead-letter`` with the reason, then release them: the worker goes on."""
+        letters = [dead_letter(event.message, error) for event in events]
+        if self.dead_topic is not None:
+            await publish_all(self.dead_topic, [(d.dedup_key().encode(), model_to_json(d)) for d in letters])
+        self.stats.dead_lettered += len(letters)
+        await release(acks, events)
+
     def _expired(self, key: BundleKey) -> bool:
-        """Whether a window ended longer than the model's retention before its slowest clock input.
+        """Whether a window ended longer than the retention before the slowest clock of its model version.
 
         Clock inputs are the prediction partitions (``clock_inputs``): label partitions carry label
         times, which run ahead of the predictions' windows by up to the label TTL (or, with
         synthetic timestamps, by anything). The slowest one, so no partition's windows expire early.
+        Each model version has its own clock, so a backfill under its own version is windowed
+        in its own time and never expires because live traffic is months ahead. Windows of a
+        version that no longer runs expire by the newest clock of the model, less the retention
+        and the oldest event age stage 1 accepts (``max_age_ms``).
         """
-        inputs = self.watermarks.get(key.model_id, {})
-        clocks = [mark for name, mark in inputs.items() if self.clock_inputs(name)]
-        if not clocks:
-            return False
-        return key.window_start_ms + key.window_ms < min(clocks) - self._retention(key.model_id)
+        end = key.window_start_ms + key.window_ms
+        retention = self._retention(key.model_id)
+        clocks = self._clocks(key.model_id, key.model_version)
+        if clocks and end < min(clocks) - retention:
+            return True
+        newest = max((max(self._clocks(model, version), default=0) for model, version in self.watermarks
+                      if model == key.model_id), default=0)  # fmt: skip
+        return newest > 0 and end < newest - retention - self._max_age(key.model_id)
+
+    def _clocks(self, model_id: str, version: str) -> list[int]:
+        inputs = self.watermarks.get((model_id, version), {})
+        return [mark for name, mark in inputs.items() if self.clock_inputs(name)]
 
     def sweep(self, anchors: Mapping[int, EventT]) -> int:
         """Delete saved windows older than the retention; each under an event of its own partition."""
@@ -217,8 +299,9 @@ class Stage2:
         for name, record in list(self.closed_store.items()):
             if not isinstance(record, dict) or "model_id" not in record:
                 continue  # saved before the retention fields existed: kept
+            version = str(record.get("model_version", name.split("|")[1]))
             key = BundleKey(
-                record["model_id"], "", "", int(record["window_start_ms"]), int(record["window_ms"])
+                record["model_id"], version, "", int(record["window_start_ms"]), int(record["window_ms"])
             )
             if self._expired(key) and int(record["partition"]) in anchors:
                 expired.append((name, int(record["partition"])))
@@ -247,6 +330,7 @@ class Stage2:
             "base": state.base.to_dict() if state.base else None,
             "sources": state.base_sources,
             "model_id": state.key.model_id,
+            "model_version": state.key.model_version,
             "window_start_ms": state.key.window_start_ms,
             "window_ms": state.key.window_ms,
             "partition": anchor.message.partition,
@@ -261,12 +345,16 @@ class Stage2:
             return True
         if state.closed:
             return False  # updates of closed windows wait for the grace period: fewer re-emissions
-        inputs = self.watermarks.get(state.key.model_id, {})
+        inputs = self.watermarks.get((state.key.model_id, state.key.model_version), {})
         end = state.key.window_start_ms + state.key.window_ms
         return bool(inputs) and min(inputs.values()) >= end + self.allowed_lateness_ms
 
-    async def close_ready(self, stream: StreamT) -> int:
-        """Publish the metrics of every window that is ready; ack its partials afterwards."""
+    async def close_ready(self, acks: Acknowledger) -> int:
+        """Publish the metrics of every window that is ready; release its partials afterwards.
+
+        A window whose metrics cannot be computed (a bug, or data no check foresaw) is set aside:
+        its partials go to ``dead-letter`` with the exception, and the other windows go on.
+        """
         now = time.monotonic()
         # In start order: change detectors are fed each series once per window, in event-time order.
         ready = sorted((s for s in self.windows.values() if self._ready(s, now)), key=_start)
@@ -278,43 +366,65 @@ class Stage2:
         for state in ready:
             if state.key in published:
                 continue  # published with a part of the same window folded on another reference
-            spec = self.specs.get(state.key.model_id)
             profile = self.references(state.key.model_id, state.key.model_version)
             parts = _parts(by_key[state.key], state, reference_id(profile))
-            merged = parts[0].merged()
-            if merged is None or spec is None:
+            try:
+                emitted = await self._emit(state, parts, profile, acks)
+            except Exception as error:
+                if is_infrastructure_error(error):
+                    raise
+                log.exception("window %s could not be closed: its partials go to dead-letter", state.key)
+                for part in parts:
+                    await self._dead_letter(acks, part.held, processing_error(error))
+                    self.windows.pop((part.key, part.reference_id), None)
                 continue
-            for part in parts[1:]:
-                other = part.merged()
-                merged = merged if other is None else merged.with_counts_of(other)
-            usable = profile if reference_id(profile) == parts[0].reference_id else None
-            state.emissions += 1
-            points = window_metrics(merged, spec, usable, source="stage2", revision=time.time_ns() // 1000)
-            held_by = next((p for p in parts if p.held), None)
-            change = self.change.feed(state.key, points) if self.change is not None and held_by else None
-            points += change.points if change is not None else []
-            await publish_all(self.metrics_topic, [(p.model_id.encode(), model_to_json(p)) for p in points])
-            for part in parts:
-                self._save(part)
-                own = part.merged()
-                if self.auto_references is not None and part.held and own is not None:
-                    self.auto_references.observe(part.key, part.reference_id, own, part.partition)
-            if change is not None and self.change is not None and held_by is not None:
-                self.change.save(change, held_by.held[0])
-            for part in parts:
-                for held in part.held:
-                    await stream.ack(held)
-                part.held.clear()
-                part.dirty = False
-                part.closed = True
-            published.add(state.key)
-            if state.emissions == 1:
-                self.stats.windows_closed += 1
-            self.stats.emissions += 1
+            if emitted:
+                published.add(state.key)
+        for ident, carriers in self.fragments.expired(self.fragment_timeout_seconds):
+            reason = f"fragments of partial {ident} incomplete after {self.fragment_timeout_seconds:g} s"
+            await self._dead_letter(acks, carriers, InvalidEvent("invalid_partial", reason))
         if self.auto_references is not None:
             await self.auto_references.build_ready()
         self._evict()
         return len(ready)
+
+    async def _emit(
+        self,
+        state: WindowState,
+        parts: list[WindowState],
+        profile: ReferenceProfile | None,
+        acks: Acknowledger,
+    ) -> bool:
+        spec = self.specs.get(state.key.model_id)
+        merged = parts[0].merged()
+        if merged is None or spec is None:
+            return False
+        for part in parts[1:]:
+            other = part.merged()
+            merged = merged if other is None else merged.with_counts_of(other)
+        usable = profile if reference_id(profile) == parts[0].reference_id else None
+        points = window_metrics(merged, spec, usable, source="stage2", revision=time.time_ns() // 1000)
+        held_by = next((p for p in parts if p.held), None)
+        change = self.change.feed(state.key, points) if self.change is not None and held_by else None
+        points += change.points if change is not None else []
+        await publish_all(self.metrics_topic, [(p.model_id.encode(), model_to_json(p)) for p in points])
+        state.emissions += 1
+        for part in parts:
+            self._save(part)
+            own = part.merged()
+            if self.auto_references is not None and part.held and own is not None:
+                self.auto_references.observe(part.key, part.reference_id, own, part.partition)
+        if change is not None and self.change is not None and held_by is not None:
+            self.change.save(change, held_by.held[0])
+        for part in parts:
+            await release(acks, part.held)
+            part.held.clear()
+            part.dirty = False
+            part.closed = True
+        if state.emissions == 1:
+            self.stats.windows_closed += 1
+        self.stats.emissions += 1
+        return True
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget windows fed by revoked partials partitions; their new owner replays them."""

@@ -12,13 +12,16 @@ from typing import Any
 import faust
 from faust.types import StreamT
 
+from modelmon.events import model_to_json
 from modelmon.settings import Settings
 from modelmon.spec import ModelSpec, parse_duration
+from streams.app import publish_all
 from streams.auto_reference import AutoReferenceBuilder, Publish
-from streams.batching import EventBatcher
+from streams.batching import Acknowledger, EventBatcher
 from streams.change import ChangeTracker
 from streams.stage1 import ReferenceLookup, Stage1
 from streams.stage2 import Stage2
+from streams.validation import EventLimits, dead_letter, processing_error
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ def register_topology(
     change_detectors = app.Table("change-detectors", default=None)
 
     stage1 = Stage1(settings, specs, joins, references, partials, dead)
+    limits = EventLimits.from_settings(settings)
     stage2 = Stage2(
         specs,
         references,
@@ -78,6 +82,8 @@ def register_topology(
         grace_seconds=settings.window_grace_seconds,
         retention_ms=lambda model_id: window_retention_ms(settings, specs.get(model_id)),
         clock_inputs=lambda source: source.startswith(f"{topics.predictions}|"),
+        max_age_ms=lambda model_id: limits.max_age_ms(specs.get(model_id)),
+        dead_topic=dead,
         change=ChangeTracker(specs, change_detectors),
         auto_references=None
         if publish_reference is None
@@ -88,8 +94,8 @@ def register_topology(
     streams: dict[str, StreamT] = {}
     batches = {"stage1": 0}
 
-    async def stage1_batch(stream: StreamT, events: Sequence[Any]) -> None:
-        await stage1.process(stream, events)
+    async def stage1_batch(acks: Acknowledger, events: Sequence[Any]) -> None:
+        await stage1.process(acks, events)
         batches["stage1"] += 1
         if batches["stage1"] % EXPIRE_EVERY_BATCHES == 0:
             latest = {e.message.partition: e for e in events}
@@ -98,9 +104,18 @@ def register_topology(
     def is_current(event: Any) -> bool:
         return bool(event.message.generation_id == app.consumer_generation_id)
 
-    size, within = settings.batch_size, settings.batch_within
-    stage1_batcher = EventBatcher(stage1_batch, size=size, within=within, is_current=is_current)
-    stage2_batcher = EventBatcher(stage2.process, size=size, within=within, is_current=is_current)
+    async def poisoned(event: Any, error: BaseException) -> None:
+        letter = dead_letter(event.message, processing_error(error))
+        await publish_all(dead, [(letter.dedup_key().encode(), model_to_json(letter))])
+
+    options: dict[str, Any] = {
+        "size": settings.batch_size,
+        "within": settings.batch_within,
+        "is_current": is_current,
+        "on_poison": poisoned,
+    }
+    stage1_batcher = EventBatcher(stage1_batch, **options)
+    stage2_batcher = EventBatcher(stage2.process, **options)
 
     @app.agent(inputs, name="stage1")
     async def stage1_agent(stream: StreamT) -> None:
@@ -124,10 +139,9 @@ def register_topology(
 
     @app.timer(interval=1.0)
     async def close_windows() -> None:
-        stream = streams.get("stage2")
-        if stream is not None:
+        if "stage2" in streams:
             async with stage2_batcher.lock:
-                await stage2.close_ready(stream)
+                await stage2.close_ready(stage2_batcher)
 
     @app.timer(interval=10.0)
     async def report() -> None:

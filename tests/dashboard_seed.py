@@ -72,6 +72,10 @@ def _model_points(model: str, start: datetime) -> list[MetricPoint]:
                     add("rmse", 30_000 + 4_000 * w)
                     add("mape", 0.1 + 0.01 * w)
                     add("r2", 0.9 - 0.02 * w)
+                add("late_events", w % 2)
+                if segment == "" and w in (2, 3):  # partials that came after their window's retention
+                    expired = {**key, "source": f"expired|predictions|0|{w}", "revision": 9}
+                    points.append(MetricPoint(**expired, metric="expired_events", value=7.0))
                 add("duplicate_ids", w % 3)
                 add("duplicate_rate", (w % 3) / events)
                 add("required_missing_event_rate", 0.01 * (w % 4))

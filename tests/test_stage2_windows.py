@@ -10,11 +10,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from modelmon.events import MetricPoint
+from modelmon.events import DeadLetter, MetricPoint
 from modelmon.spec import ModelSpec
 from streams.bundle import BundleKey, WindowBundle
+from streams.partials import Partial
 from streams.stage2 import Stage2, window_id
 from tests.test_auto_reference import T0, WINDOW_MS, make_rows, make_spec
 
@@ -24,6 +23,9 @@ class Message:
     value: bytes
     partition: int = 0
     tp: str = "partials-0"
+    topic: str = "monitor-partials"
+    offset: int = 0
+    key: bytes | None = b"m"
 
 
 @dataclass
@@ -43,29 +45,35 @@ class Stream:
 @dataclass
 class Topic:
     sent: list[MetricPoint] = field(default_factory=list)
+    letters: list[DeadLetter] = field(default_factory=list)
 
     async def send(self, key: bytes, value: bytes) -> asyncio.Future[None]:
-        self.sent.append(MetricPoint.model_validate_json(value))
+        if b'"error_type"' in value:
+            self.letters.append(DeadLetter.model_validate_json(value))
+        else:
+            self.sent.append(MetricPoint.model_validate_json(value))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
 
-def partial(spec: ModelSpec, window: int, n: int, source: str, watermark_ms: int, ref: str = "") -> Event:
-    key = BundleKey("m", "1", "", T0 + window * WINDOW_MS, WINDOW_MS)
+def make_partial(
+    spec: ModelSpec, window: int, n: int, source: str, watermark_ms: int, ref: str = "", version: str = "1"
+) -> Partial:
+    key = BundleKey("m", version, "", T0 + window * WINDOW_MS, WINDOW_MS)
     bundle = WindowBundle.empty(key, spec, None)
-    rows = make_rows(window, n, seed=hash(source) % 1000)
+    rows = [
+        row.model_copy(update={"model_version": version})
+        for row in make_rows(window, n, seed=hash(source) % 1000)
+    ]
     bundle.add_predictions(rows, [T0] * n, spec)
-    value = {
-        "source": source,
-        "input": "predictions|0",
-        "revision": 1,
-        "final": True,
-        "watermark_ms": watermark_ms,
-        "reference_id": ref,
-        "bundle": bundle.to_dict(),
-    }
-    return Event(Message(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)))
+    return Partial(source, "predictions|0", 1, True, watermark_ms, ref, bundle)
+
+
+def partial(
+    spec: ModelSpec, window: int, n: int, source: str, watermark_ms: int, ref: str = "", version: str = "1"
+) -> Event:
+    return Event(Message(make_partial(spec, window, n, source, watermark_ms, ref, version).to_json()))
 
 
 def events_of(topic: Topic, window: int) -> list[float]:
@@ -85,8 +93,7 @@ def make_stage2(store: dict[str, Any], topic: Topic, **options: Any) -> Stage2:
         topic,  # type: ignore[arg-type]
         store,
         allowed_lateness_ms=0,
-        grace_seconds=0.0,
-        **options,
+        **{"grace_seconds": 0.0, **options},
     )
 
 
@@ -122,6 +129,8 @@ def test_a_partial_older_than_the_retention_is_counted_not_applied_and_old_windo
     assert events_of(topic, 0) == [100.0]  # not replaced by the 7 late events alone
     assert stage2.stats.expired_partials == 1
     assert late in stream.acked  # counted and released, not held forever
+    expired = [(p.metric, p.value, p.source) for p in topic.sent if p.metric.startswith("expired_")]
+    assert expired == [("expired_events", 7.0, "expired|late")]  # visible, never silently dropped
 
 
 def test_a_window_folded_partly_before_its_reference_arrived_is_published_whole() -> None:
@@ -137,3 +146,60 @@ def test_a_window_folded_partly_before_its_reference_arrived_is_published_whole(
     # A late part under either reference re-publishes the whole window again.
     run(stage2, stream, partial(spec, 0, 5, "c", T0 + 2 * WINDOW_MS, ref="0123456789ab"))
     assert events_of(topic, 0) == [150.0, 155.0]
+
+
+def test_a_partial_sent_in_fragments_is_joined_and_its_fragments_released_with_the_window() -> None:
+    spec, store, topic, stream = make_spec(), {}, Topic(), Stream()
+    stage2 = make_stage2(store, topic)
+    whole = make_partial(spec, 0, 40, "a", T0 + 2 * WINDOW_MS)
+    pieces = [Event(Message(value, offset=i)) for i, (_, value) in enumerate(whole.messages(max_bytes=1024))]
+    assert len(pieces) > 3
+    run(stage2, stream, *pieces[:-1])
+    assert events_of(topic, 0) == [] and stream.acked == []  # pieces wait, held
+    run(stage2, stream, pieces[-1])
+    assert events_of(topic, 0) == [40.0]
+    assert [id(e) for e in stream.acked] == [id(e) for e in pieces]
+
+
+def test_a_window_that_cannot_be_closed_is_dead_lettered_and_the_others_go_on(monkeypatch: Any) -> None:
+    import streams.stage2 as module
+
+    spec, store, topic, stream = make_spec(), {}, Topic(), Stream()
+    dead = Topic()
+    stage2 = make_stage2(store, topic, dead_topic=dead)
+    real = module.window_metrics
+
+    def window_metrics(bundle: WindowBundle, *args: Any, **kwargs: Any) -> Any:
+        if bundle.key.window_start_ms == T0:
+            raise OverflowError("date value out of range")
+        return real(bundle, *args, **kwargs)
+
+    monkeypatch.setattr(module, "window_metrics", window_metrics)
+    poisoned, healthy = (
+        partial(spec, 0, 10, "a", T0 + 3 * WINDOW_MS),
+        partial(spec, 1, 20, "b", T0 + 3 * WINDOW_MS),
+    )
+    run(stage2, stream, poisoned, healthy)
+    assert events_of(topic, 1) == [20.0]
+    assert [(d.error_type, d.reason) for d in dead.letters] == [
+        ("processing_error", "processing this event raised OverflowError: date value out of range")
+    ]
+    assert {id(e) for e in stream.acked} == {id(poisoned), id(healthy)}
+
+
+def test_a_backfill_under_its_own_version_is_windowed_on_its_own_clock() -> None:
+    # Live traffic is 11 months ahead of the backfill: the backfill's windows are neither expired nor
+    # closed by the live clock, and they do not hold back or evict the live windows.
+    spec, store, topic, stream = make_spec(), {}, Topic(), Stream()
+    stage2 = make_stage2(
+        store, topic, retention_ms=2 * WINDOW_MS, sweep_seconds=0.0, grace_seconds=3600.0,
+        max_age_ms=lambda m: 400 * 86_400_000,
+    )  # fmt: skip
+    eleven_months = 330 * 24 * 60
+    run(stage2, stream, partial(spec, eleven_months, 30, "live", T0 + (eleven_months + 2) * WINDOW_MS))
+    run(stage2, stream, partial(spec, 0, 12, "old-0", T0 + WINDOW_MS // 2, version="backfill"))
+    assert stage2.stats.expired_partials == 0
+    assert events_of(topic, 0) == []  # its own clock has not passed the window yet
+    run(stage2, stream, partial(spec, 1, 8, "old-1", T0 + 3 * WINDOW_MS, version="backfill"))
+    assert events_of(topic, 0) == [12.0] and events_of(topic, 1) == [8.0]
+    assert events_of(topic, eleven_months) == [30.0]

@@ -43,6 +43,8 @@ def make_settings(bootstrap: str, prefix: str, workdir: Path, models: Path, **ex
         "worker_data_dir": workdir / "worker",
         "topic_partitions": 2,
         "batch_within": 0.2,
+        # The end-to-end tests replay fixed, months-old event times: accept them (production: 7 days).
+        "max_event_age": "3650d",
         **extra,
     }
     return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
