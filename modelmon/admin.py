@@ -59,13 +59,15 @@ def ensure_topics(
     replication: int = 1,
     compacted: Iterable[str] = (),
     timeout: float = 30.0,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, int]:
     """Create the topics of ``names`` that are missing, wait until the metadata shows all of them.
 
     Idempotent: existing topics are left as they are (a concurrent creator is fine), so the
     returned partition count of a topic that already existed may differ from ``partitions``;
     that is logged as a warning. Topics in ``compacted`` (a subset of ``names``) get
-    ``cleanup.policy=compact``. Returns ``{name: partition count}`` for every name.
+    ``cleanup.policy=compact``; ``configs`` adds topic settings per name (e.g. ``retention.ms``) to
+    the topics it creates. Returns ``{name: partition count}`` for every name.
 
     Measured: CreateTopics with N partitions and ``cleanup.policy`` works on noida-db 0.2.3 and
     Tansu 0.6.0; noida-db refuses ``replication > 1`` (one broker), Tansu accepts and ignores it.
@@ -83,7 +85,7 @@ def ensure_topics(
     existing = topic_partitions(admin, wanted, timeout=timeout)
     missing = [name for name in wanted if name not in existing]
     if missing:
-        _create(admin, missing, partitions, replication, to_compact, timeout)
+        _create(admin, missing, partitions, replication, to_compact, timeout, configs or {})
     counts = _wait_for_topics(admin, wanted, deadline)
     for name, count in counts.items():
         if name in existing and count != partitions:
@@ -98,13 +100,14 @@ def _create(
     replication: int,
     compacted: set[str],
     timeout: float,
+    configs: Mapping[str, Mapping[str, str]],
 ) -> None:
     new_topics = [
         NewTopic(
             name,
             num_partitions=partitions,
             replication_factor=replication,
-            config={"cleanup.policy": "compact"} if name in compacted else {},
+            config={**({"cleanup.policy": "compact"} if name in compacted else {}), **configs.get(name, {})},
         )
         for name in names
     ]

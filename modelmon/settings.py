@@ -121,7 +121,13 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="Events with more features go to dead-letter as too_large."
     )
     max_string_chars: int = Field(
-        default=4096, ge=16, description="Events with a longer string value go to dead-letter as too_large."
+        default=4096, ge=64, description="Events with a longer string value go to dead-letter as too_large."
+    )
+    join_max_pending: int = Field(
+        default=250_000,
+        ge=1,
+        description="Join entries kept per input partition; beyond, the oldest are evicted (a waiting "
+        "prediction is counted as label_missing).",
     )
     max_partial_bytes: int = Field(
         default=900_000,

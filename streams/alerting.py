@@ -36,8 +36,8 @@ from modelmon.spec import ModelSpec, SpecError
 from retrain_trigger.policy import RetrainPolicy
 from retrain_trigger.rules import RuleEngine
 from sinks.webhooks import DeliveryResult, Notification, WebhookNotifier
-from streams.app import changelog_partition_of, publish_all
-from streams.batching import Acknowledger, EventBatcher
+from streams.app import changelog_partition_of, publish_all, seeker
+from streams.batching import Acknowledger, EventBatcher, StartOf
 from streams.validation import InvalidEvent, processing_error
 from streams.validation import dead_letter as dead_letter_of
 
@@ -225,7 +225,9 @@ class Alerting:
     notifier: WebhookNotifier
 
 
-def register_alerting(app: faust.App, settings: Settings, specs: dict[str, ModelSpec]) -> Alerting:
+def register_alerting(
+    app: faust.App, settings: Settings, specs: dict[str, ModelSpec], start_offsets: StartOf | None = None
+) -> Alerting:
     """Declare the alert-rules and alert-notifier agents and their tables on ``app``."""
     topics = settings.topics
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -260,6 +262,8 @@ def register_alerting(app: faust.App, settings: Settings, specs: dict[str, Model
         "within": settings.batch_within,
         "is_current": is_current,
         "on_poison": poisoned,
+        "start_of": start_offsets,
+        "seek": seeker(app),
     }
     rules_batcher = EventBatcher(evaluator.process, **options)
     notify_batcher = EventBatcher(dispatcher.process, **options)

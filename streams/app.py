@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import logging
 import re
 import socket
 import ssl
-import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import faust
-import faust.streams as faust_streams
-from faust.types import EventT
+from confluent_kafka import Consumer, TopicPartition
+from faust.types import TP, EventT
 from faust.types.auth import CredentialsT
 
 from modelmon.settings import Settings
@@ -96,23 +96,6 @@ def worker_instance_id(settings: Settings, hostname: str | None = None) -> str:
     return f"worker-{host[:64] or 'host'}-{digest}"
 
 
-def _leave_group_on_clean_stop(app: Any, *_: Any, **__: Any) -> None:
-    """Let a cleanly stopping worker leave the group at once, as without static membership.
-
-    aiokafka does not send LeaveGroup for a static member, so its partitions would wait for the
-    session timeout on Kafka, and forever on noida-db (it never expires a silent member). Runs on
-    ``on_before_shutdown``, after the consumer stopped fetching and before aiokafka closes it.
-    """
-    thread = getattr(getattr(app, "_consumer", None), "_thread", None)
-    if thread is not None and getattr(thread, "_consumer", None) is None:
-        return  # the Kafka consumer never started: there is no membership to end
-    coordinator = getattr(getattr(thread, "_consumer", None), "_coordinator", None)
-    if coordinator is not None and hasattr(coordinator, "_group_instance_id"):
-        coordinator._group_instance_id = None
-    elif getattr(app, "_consumer", None) is not None:  # pragma: no cover - faust/aiokafka moved these
-        log.warning("could not reach aiokafka's group coordinator; this worker leaves by session timeout")
-
-
 def build_app(settings: Settings, *, partitions: int) -> faust.App:
     """The faust App of a modelmon worker.
 
@@ -124,6 +107,8 @@ def build_app(settings: Settings, *, partitions: int) -> faust.App:
         broker=broker_url(settings.kafka_bootstrap),
         broker_credentials=broker_credentials(settings.kafka_config),
         store=settings.table_store,
+        # Tables whose writes name their changelog partition (our batches mix partitions).
+        Table=PartitionedTable,
         datadir=str(settings.worker_data_dir),
         topic_partitions=partitions,
         topic_replication_factor=settings.topic_replication,
@@ -147,55 +132,66 @@ def build_app(settings: Settings, *, partitions: int) -> faust.App:
         web_port=settings.web_port or 6066,
         web_bind="127.0.0.1",
     )
-    # mypy does not match this plain handler to mode's SignalHandlerT (mypy_extensions NamedArg).
-    app.on_before_shutdown.connect(_leave_group_on_clean_stop)  # type: ignore[arg-type]
-    seek_uncommitted_to_start(app)
     return app
 
 
-def seek_uncommitted_to_start(app: faust.App) -> None:
-    """Make faust's "seek to committed offsets" also rewind partitions that have no committed offset.
+class PartitionedTable(faust.Table):
+    """A faust table whose writes inside :func:`changelog_partition_of` go to the partition it names.
 
-    After a rebalance faust rewinds every stream partition to its committed offset, because records
-    fetched around the rebalance (during table recovery, or while the flow was stopped) are
-    discarded without being processed. aiokafka's ``seek_to_committed`` only seeks partitions whose
-    committed offset is above 0, so a partition with nothing committed yet kept its fetch position
-    past the discarded records, and they were never processed by this worker (measured on the
-    embedded broker: a second worker joining while the first had not committed yet processed none
-    of its partitions' events). Stage 1 commits only when a chunk closes, so such partitions are
-    common at the start. Here those partitions are rewound to offset 0 (the broker's reset policy,
-    earliest, applies if the log starts later); re-reading is safe, as after any rebalance
-    (streams.stage1: replay-safe join, a chunk's partials replaced by revision).
-    Changelog partitions are left to faust's table recovery.
+    faust sends a table write to the changelog partition of the event being iterated; our agents
+    process batches that mix partitions, so they name the partition of each write instead, through
+    faust's public ``partition_for_key`` (overridden here) and a context variable of our own.
     """
-    consumer = app.consumer
-    seek_to_committed = consumer.seek_to_committed
 
-    async def seek_to_committed_or_start() -> Mapping[Any, int]:
-        committed = await seek_to_committed()
-        changelogs = app.tables.changelog_topics
-        for tp, offset in committed.items():
-            if (offset is None or offset <= 0) and tp.topic not in changelogs:
-                await consumer.seek(faust.types.TP(tp.topic, tp.partition), 0)
-        return committed
+    def partition_for_key(self, key: Any) -> int | None:
+        partition = _WRITE_PARTITION.get()
+        return super().partition_for_key(key) if partition is None else partition
 
-    consumer.seek_to_committed = seek_to_committed_or_start  # type: ignore[method-assign]
+
+_WRITE_PARTITION: contextvars.ContextVar[int | None] = contextvars.ContextVar("write_partition", default=None)
 
 
 @contextmanager
 def changelog_partition_of(event: EventT) -> Iterator[None]:
-    """Make table writes inside the block go to the changelog partition of ``event``.
-
-    faust sends a table write to the changelog partition of the *current event*, a context
-    variable; a batch mixes partitions, so each partition's keys are written under one of its own
-    events. Only the context variable is set (and restored): the stream's ``current_event``
-    attribute is left untouched.
-    """
-    token = faust_streams._current_event.set(weakref.ref(event))
+    """Make :class:`PartitionedTable` writes inside the block go to the changelog partition of ``event``."""
+    token = _WRITE_PARTITION.set(event.message.partition)
     try:
         yield
     finally:
-        faust_streams._current_event.reset(token)
+        _WRITE_PARTITION.reset(token)
+
+
+class StartOffsets:
+    """Where a partition of the worker's faust group must be read from after an assignment.
+
+    The committed offset of the group, or the partition's first offset when nothing is committed
+    (:meth:`streams.batching.EventBatcher._in_sequence` rewinds a partition that starts later).
+    Looked up with confluent-kafka outside the event loop.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._consumer = Consumer({**settings.kafka_common(), "group.id": settings.app_id,
+                                   "enable.auto.commit": False})  # fmt: skip
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, topic: str, partition: int) -> int:
+        async with self._lock:
+            return await asyncio.get_running_loop().run_in_executor(None, self._lookup, topic, partition)
+
+    def _lookup(self, topic: str, partition: int) -> int:
+        tp = TopicPartition(topic, partition)
+        (committed,) = self._consumer.committed([tp], timeout=30)
+        low, _ = self._consumer.get_watermark_offsets(tp, timeout=30)
+        return max(committed.offset, low) if committed.offset >= 0 else low
+
+
+def seeker(app: faust.App) -> Callable[[str, int, int], Awaitable[None]]:
+    """faust's public ``Consumer.seek`` for a (topic, partition, offset)."""
+
+    async def seek(topic: str, partition: int, offset: int) -> None:
+        await app.consumer.seek(TP(topic, partition), offset)
+
+    return seek
 
 
 async def publish_all(topic: faust.TopicT, items: Sequence[tuple[bytes, bytes]]) -> None:

@@ -36,6 +36,9 @@ class Acknowledger(Protocol):
 
 BatchHandler = Callable[[Acknowledger, Sequence[EventT]], Awaitable[None]]
 PoisonHandler = Callable[[EventT, BaseException], Awaitable[None]]
+StartOf = Callable[[str, int], Awaitable[int]]
+"""Where reading a partition must start: its committed offset, or its first offset if none."""
+Seek = Callable[[str, int, int], Awaitable[None]]
 
 
 async def release(acks: Acknowledger, events: Iterable[Any]) -> None:
@@ -67,10 +70,16 @@ class EventBatcher:
         within: float,
         is_current: Callable[[EventT], bool],
         on_poison: PoisonHandler | None = None,
+        start_of: StartOf | None = None,
+        seek: Seek | None = None,
     ) -> None:
         self.handler = handler
         self.is_current = is_current
         self.on_poison = on_poison
+        self.start_of = start_of
+        self.seek = seek
+        self._starts: dict[tuple[str, int], tuple[int | None, int, bool]] = {}  # generation, offset, waiting
+        self.rewinds = 0
         self.size = size
         self.within = within
         self.lock = asyncio.Lock()
@@ -99,6 +108,8 @@ class EventBatcher:
         self._stream = stream
         async for event in stream.events():
             event.message.incref()
+            if self.start_of is not None and not await self._in_sequence(event):
+                continue
             if not self._acks.hold(event):
                 continue  # read twice in this assignment, or under an older one
             if not self._pending:
@@ -107,12 +118,46 @@ class EventBatcher:
             if len(self._pending) >= self.size:
                 await self.flush()
 
+    async def _in_sequence(self, event: EventT) -> bool:
+        """Whether the first events of a partition after an assignment start where they must.
+
+        After a rebalance faust seeks each partition to its committed offset, but not one with
+        nothing committed (aiokafka seeks only offsets above 0): records fetched and discarded
+        around the rebalance would then never be read. A partition whose first event comes later
+        than it must is rewound with faust's ``seek``, and the events read before the seek are dropped.
+        """
+        message = event.message
+        tp, generation = (message.topic, message.partition), message.generation_id
+        known = self._starts.get(tp)
+        if known is None or known[0] != generation:
+            assert self.start_of is not None and self.seek is not None
+            start = await self.start_of(message.topic, message.partition)
+            if message.offset > start:
+                log.warning(
+                    "%s[%s]: first event at offset %s after the assignment, must start at %s: rewinding",
+                    message.topic, message.partition, message.offset, start,
+                )  # fmt: skip
+                self.rewinds += 1
+                self._starts[tp] = (generation, start, True)
+                await self.seek(message.topic, message.partition, start)
+                return False
+            self._starts[tp] = (generation, message.offset, False)
+            return True
+        _, start, waiting = known
+        if waiting:
+            if message.offset != start:
+                return False  # fetched before the seek took effect
+            self._starts[tp] = (generation, start, False)
+        return True
+
     def discard(self, partitions: set[tuple[str, int]]) -> int:
         """Drop the waiting events of revoked partitions (their new owner replays them); the count."""
         keep = [e for e in self._pending if (e.message.topic, e.message.partition) not in partitions]
         dropped = len(self._pending) - len(keep)
         self._pending = keep
         self._acks.forget(partitions)
+        for tp in partitions:
+            self._starts.pop(tp, None)
         self.stale += dropped
         if dropped:
             log.info("discarded %d waiting events of revoked partitions: they are replayed", dropped)

@@ -29,8 +29,8 @@ from modelmon.events import PredictionEvent
 from modelmon.references import PREDICTION_FEATURE
 from modelmon.spec import ModelSpec, Task
 from streams.columns import (
+    PredictionColumns,
     category_values,
-    event_times_ms,
     feature_columns,
     feature_schemas,
     label_array,
@@ -111,6 +111,8 @@ class WindowBundle:
         self.events = 0
         self.labels = 0
         self.late_events = 0
+        self.label_missing = 0
+        """Predictions of this window evicted from a full join state before their label came."""
         """Predictions folded in after their partition's watermark passed window end + allowed lateness."""
         self._features: dict[str, WindowAggregate] = {}
         self._moments: dict[str, tuple[Fraction, Fraction]] = {}
@@ -200,15 +202,17 @@ class WindowBundle:
         self, events: Sequence[PredictionEvent], ingest_ts_ms: Sequence[int] | np.ndarray, spec: ModelSpec
     ) -> None:
         """Fold a batch of validated predictions of this bundle's key; ``ingest_ts_ms`` per event."""
-        n = len(events)
-        ingest = np.asarray(ingest_ts_ms, dtype=np.int64).reshape(-1)
-        if ingest.size != n:
-            raise ValueError(f"ingest_ts_ms has {ingest.size} entries for {n} events")
+        self.add_columns(PredictionColumns.from_events(events, ingest_ts_ms), spec)
+
+    def add_columns(self, batch: PredictionColumns, spec: ModelSpec) -> None:
+        """Fold a batch of validated predictions of this bundle's key, given column by column."""
+        n = len(batch)
         if n == 0:
             return
-        columns = feature_columns(events, self._features)
-        ids = np.array(list(map(attrgetter("prediction_id"), events)), dtype=str)
-        event_ms = event_times_ms(events)
+        ingest = batch.ingest_ms
+        columns = feature_columns(batch.features, self._features)
+        ids = np.array(batch.ids, dtype=str)
+        event_ms = batch.ts_ms
         # Sample keys from the prediction id: the same event is sampled (or not) on every worker and
         # replay, and the same rows are kept for every feature.
         keys = row_keys_from_ids(ids)
@@ -221,10 +225,10 @@ class WindowBundle:
             columns, feature_schemas(spec), event_ts=event_ms.astype(float), ingest_ts=ingest.astype(float),
             prediction_ids=ids,
         )  # fmt: skip
-        predictions = list(map(attrgetter("prediction"), events))
+        predictions = list(batch.predictions)
         if self._values is not None:
             if self.task is Task.BINARY:
-                values = np.array(list(map(attrgetter("score"), events)), dtype=np.float64)
+                values = batch.scores
             else:
                 values = numbers_or_nan(np.array(predictions, dtype=object))
             self._add_numeric(PREDICTION_FEATURE, self._values, values, keys)
@@ -324,6 +328,7 @@ class WindowBundle:
         """Combine into ``out`` what no reference binning affects: counts, fidelity, performance."""
         out.events, out.labels = self.events + other.events, self.labels + other.labels
         out.late_events = self.late_events + other.late_events
+        out.label_missing = self.label_missing + other.label_missing
         out.fidelity = self.fidelity.merge(other.fidelity)
         out.confusion = _merged(self.confusion, other.confusion)
         out._scores = _merged(self._scores, other._scores)
@@ -348,6 +353,7 @@ class WindowBundle:
             "events": self.events,
             "labels": self.labels,
             "late_events": self.late_events,
+            "label_missing": self.label_missing,
             "features": {
                 name: numeric(name, agg) if isinstance(agg, NumericAggregate) else agg.to_dict()
                 for name, agg in sorted(self._features.items())
@@ -367,6 +373,7 @@ class WindowBundle:
         bundle = cls(BundleKey(**data["key"]), Task(data["task"]), str(data["positive_class"]))
         bundle.events, bundle.labels = int(data["events"]), int(data["labels"])
         bundle.late_events = int(data.get("late_events", 0))
+        bundle.label_missing = int(data.get("label_missing", 0))
 
         def numeric(slot: str, item: dict[str, Any]) -> NumericAggregate:
             bundle._moments[slot] = (Fraction(item["exact_sum"]), Fraction(item["exact_sum_sq"]))

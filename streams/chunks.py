@@ -3,17 +3,20 @@
 Guarantee: exactly-once partial aggregates on top of at-least-once delivery. Chunk ``k`` of a topic
 partition holds the messages with offsets ``[k*size, (k+1)*size)``: its boundaries depend only on
 offsets, never on batch sizes or timing. Its partials are published under the key
-``topic|partition|k`` with ``revision`` = last offset + 1. The chunk's input messages are held
-(not acknowledged) until its final partials are acknowledged by the broker, so the committed
-offset never passes an unpublished chunk; a replay rebuilds the same chunk from its first offset and
-its partials replace the earlier copies in stage 2 instead of adding to them.
+``topic|partition|k`` with ``revision`` = last offset + 1. Offsets are committed only up to the
+first offset of the open chunk, after its predecessors' final partials were delivered, so the
+committed offset never passes an unpublished chunk; a replay rebuilds the same chunk from its first
+offset and its partials replace the earlier copies in stage 2 instead of adding to them.
+
+While a chunk is open, the bundles that changed are published every ``MODELMON_IDLE_FLUSH_SECONDS``
+as non-final revisions (:meth:`Chunk.changed_messages`): stage 2 closes windows from them without
+waiting for the chunk to fill, and a revision of the same source replaces the previous one.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from streams.bundle import BundleKey, WindowBundle
 from streams.partials import Partial
@@ -32,11 +35,13 @@ class Chunk:
     partition: int
     index: int
     bundles: dict[tuple[BundleKey, str], WindowBundle] = field(default_factory=dict)
-    held: list[Any] = field(default_factory=list)
+    first_offset: int = -1
     last_offset: int = -1
     watermarks: dict[tuple[str, str], int] = field(default_factory=dict)
     dirty: bool = False
     changed_at: float = 0.0
+    published_at: float = field(default_factory=time.monotonic)
+    changed: set[tuple[BundleKey, str]] = field(default_factory=set)
 
     @property
     def source(self) -> str:
@@ -46,29 +51,52 @@ class Chunk:
         return self.watermarks.get((model_id, version), 0)
 
     def touch(self, offset: int, clock: tuple[str, str] | None = None, event_ms: int = 0) -> None:
+        if self.first_offset < 0:
+            self.first_offset = offset
         self.last_offset = max(self.last_offset, offset)
         if clock is not None:
             self.watermarks[clock] = max(self.watermarks.get(clock, 0), event_ms)
         self.dirty = True
         self.changed_at = time.monotonic()
 
+    def add(self, key: BundleKey, reference_id: str, bundle: WindowBundle) -> None:
+        """Merge a freshly folded bundle into the chunk's bundle of that key and reference."""
+        slot = (key, reference_id)
+        existing = self.bundles.get(slot)
+        self.bundles[slot] = bundle if existing is None else existing.merge(bundle)
+        self.changed.add(slot)
+        self.dirty = True
+
+    def _partial(self, slot: tuple[BundleKey, str], *, final: bool) -> Partial:
+        key, reference_id = slot
+        return Partial(
+            source=self.source,
+            input=f"{self.topic}|{self.partition}",
+            revision=self.last_offset + 1,
+            final=final,
+            watermark_ms=self.watermark(key.model_id, key.model_version),
+            reference_id=reference_id,
+            bundle=self.bundles[slot],
+        )
+
     def partials(self, *, final: bool) -> list[Partial]:
-        return [
-            Partial(
-                source=self.source,
-                input=f"{self.topic}|{self.partition}",
-                revision=self.last_offset + 1,
-                final=final,
-                watermark_ms=self.watermark(key.model_id, key.model_version),
-                reference_id=reference_id,
-                bundle=bundle,
-            )
-            for (key, reference_id), bundle in self.bundles.items()
-        ]
+        return [self._partial(slot, final=final) for slot in self.bundles]
 
     def partial_messages(self, *, final: bool, max_bytes: int) -> list[tuple[bytes, bytes]]:
-        """Messages keyed by model id (stage 2 is partitioned by model); large partials in fragments."""
+        """Every bundle's messages, keyed by model id (stage 2 is partitioned by model), fragments if big."""
+        self._published()
         return [message for partial in self.partials(final=final) for message in partial.messages(max_bytes)]
+
+    def changed_messages(self, *, max_bytes: int) -> list[tuple[bytes, bytes]]:
+        """Non-final revisions of the bundles that changed since the chunk last published."""
+        slots = [slot for slot in self.bundles if slot in self.changed]
+        self._published()
+        return [m for slot in slots for m in self._partial(slot, final=False).messages(max_bytes)]
+
+    def _published(self) -> None:
+        self.changed = set()
+        self.dirty = False
+        self.published_at = time.monotonic()
 
 
 def chunk_index(offset: int, size: int) -> int:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
 from operator import attrgetter
@@ -17,15 +18,49 @@ from modelmon.events import PredictionEvent
 from modelmon.spec import ModelSpec
 
 
-def feature_columns(events: Sequence[PredictionEvent], names: Collection[str]) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class PredictionColumns:
+    """A batch of predictions of one window key, column by column: what a bundle folds in.
+
+    Built from contract events (:meth:`from_events`) or, on the data plane, straight from the
+    decoded messages; ``scores`` is NaN where an event has no score.
+    """
+
+    ids: Sequence[str]
+    ts_ms: npt.NDArray[np.int64]
+    features: Sequence[Mapping[str, Any]]
+    predictions: Sequence[Any]
+    scores: npt.NDArray[np.float64]
+    ingest_ms: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def from_events(
+        cls, events: Sequence[PredictionEvent], ingest_ms: Sequence[int] | np.ndarray
+    ) -> PredictionColumns:
+        ingest = np.asarray(ingest_ms, dtype=np.int64).reshape(-1)
+        if ingest.size != len(events):
+            raise ValueError(f"ingest_ts_ms has {ingest.size} entries for {len(events)} events")
+        return cls(
+            ids=[event.prediction_id for event in events],
+            ts_ms=event_times_ms(events),
+            features=[event.features for event in events],
+            predictions=[event.prediction for event in events],
+            scores=np.array([event.score for event in events], dtype=np.float64),
+            ingest_ms=ingest,
+        )
+
+
+def feature_columns(dicts: Sequence[Mapping[str, Any]], names: Collection[str]) -> dict[str, np.ndarray]:
     """One object column per feature carried by any event or named in ``names`` (None where absent).
 
     Each column is gathered with ``map(dict.get, ...)``, which runs in C: no Python loop per value.
     """
-    dicts = [event.features for event in events]
     every = sorted(set().union(*dicts, names))
     return {
-        name: np.fromiter(map(dict.get, dicts, repeat(name)), dtype=object, count=len(dicts))
+        name: np.fromiter(map(dict.get, dicts, repeat(name)), dtype=object, count=len(dicts))  # type: ignore[arg-type]
         for name in every
     }
 

@@ -107,6 +107,8 @@ def window_metrics(
     points.add("events", "", bundle.events)
     points.add("labels", "", bundle.labels)
     points.add("late_events", "", bundle.late_events)
+    if bundle.label_missing:
+        points.add("label_missing", "", bundle.label_missing)
     points.add("label_coverage", "", Metric.ratio(bundle.labels, bundle.events, "no events"))
     _performance(bundle, points)
     _fidelity(bundle, points)

@@ -5,6 +5,10 @@ origin (``topic|partition|offset``) of the message that completed the join (``j`
 replayed after a crash finds its own origin in the entry and gets the same outcome as the first
 time, so a join is counted exactly once however often its messages are read. A second, different
 prediction or label for the same id is a duplicate: counted, never joined again.
+
+A message the data plane routed to its partner's partition (``streams.routing``) keeps its original
+``o`` and records where it was read (``c``): a second copy of it (the original partition replayed
+and routed again after a crash) is a :attr:`JoinStatus.COPY` and is not processed again.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ class JoinStatus(StrEnum):
     """Another prediction or label with this id was seen first."""
     ALREADY_STORED = "already_stored"
     """A replay of a message that was stored, not joined, the first time."""
+    COPY = "copy"
+    """Another routed copy of a message already read from another offset: skip it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +68,23 @@ def label_record(label: Any, ts_ms: int, origin: str) -> Record:
     return {"y": label, "t": ts_ms, "o": origin}
 
 
+def read_at(record: Record, consumed: str) -> Record:
+    """``record`` of a routed message, read at ``consumed`` (topic|partition|offset of the copy)."""
+    record["c"] = consumed
+    return record
+
+
 def _arrive(store: MutableMapping[str, Any], key: str, side: str, record: Record) -> JoinOutcome:
     entry = store.get(key)
     if entry is None:
         store[key] = {side: record}
         return JoinOutcome(JoinStatus.WAITING)
     if side in entry:
-        if entry[side]["o"] != record["o"]:
+        mine = entry[side]
+        if mine["o"] != record["o"]:
             return JoinOutcome(JoinStatus.DUPLICATE)
+        if mine.get("c") != record.get("c"):
+            return JoinOutcome(JoinStatus.COPY)
         if entry.get("j") == record["o"]:
             return JoinOutcome(JoinStatus.JOINED, entry.get("p"), entry.get("l"))
         return JoinOutcome(JoinStatus.ALREADY_STORED)

@@ -1,4 +1,4 @@
-"""Starting a worker process: topics, the faust app, and optionally the in-process ClickHouse sink."""
+"""Starting a worker process: topics, the data plane, the faust control plane, optionally the sink."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import logging
 import os
 import signal
 import threading
+from dataclasses import dataclass
+from datetime import timedelta
 from types import FrameType
 from typing import Any
 
@@ -13,38 +15,78 @@ import faust
 
 from modelmon.admin import ensure_topics
 from modelmon.settings import Settings
-from modelmon.spec import load_specs
+from modelmon.spec import ModelSpec, load_specs, parse_duration
 from streams.alerting import register_alerting
-from streams.app import build_app
+from streams.app import StartOffsets, build_app, worker_instance_id
 from streams.auto_reference import ReferenceTopicPublisher
+from streams.data_plane import DataPlane, joins_topic
 from streams.references import ReferenceCatalog
+from streams.routing import repartition_topic
 from streams.topology import partials_topic_name, register_topology
 
 log = logging.getLogger(__name__)
 
+MS = timedelta(milliseconds=1)
 
-def prepare_topics(settings: Settings) -> int:
-    """Create missing topics; return the partition count of ``predictions``."""
+
+def internal_topics(settings: Settings) -> list[str]:
+    """The worker's own topics, each with the partition count of the inputs."""
+    prefix = settings.topic_prefix
+    return [partials_topic_name(settings), repartition_topic(prefix), joins_topic(prefix)]
+
+
+def prepare_topics(settings: Settings, specs: dict[str, ModelSpec] | None = None) -> int:
+    """Create missing topics; return the partition count of ``predictions``.
+
+    ``predictions``, ``ground-truth``, ``monitor-repartition`` and ``monitor-joins`` must have the
+    same number of partitions (a worker owns partition *p* of all of them): a mismatch is an error
+    that says so. The join changelog keeps a day more than the longest label TTL of ``specs``.
+    """
     topics = settings.topics
-    counts = ensure_topics(
-        settings.kafka_common(),
-        [*topics.all(), partials_topic_name(settings)],
-        partitions=settings.topic_partitions,
-        replication=settings.topic_replication,
-        compacted=topics.compacted(),
-    )
-    return counts[topics.predictions]
+    kafka, replication = settings.kafka_common(), settings.topic_replication
+    counts = ensure_topics(kafka, topics.all(), partitions=settings.topic_partitions, replication=replication,
+                           compacted=topics.compacted())  # fmt: skip
+    partitions = counts[topics.predictions]
+    ttl = max((parse_duration(spec.label_ttl) for spec in (specs or {}).values()), default=timedelta(days=7))
+    retention = {
+        joins_topic(settings.topic_prefix): {"retention.ms": str(int((ttl + timedelta(days=1)) / MS))}
+    }
+    counts |= ensure_topics(kafka, internal_topics(settings), partitions=partitions, replication=replication,
+                            configs=retention)  # fmt: skip
+    together = [topics.predictions, topics.ground_truth, repartition_topic(settings.topic_prefix),
+                joins_topic(settings.topic_prefix)]  # fmt: skip
+    if len({counts[name] for name in together}) != 1:
+        shown = ", ".join(f"{name}: {counts[name]}" for name in together)
+        raise TopicLayoutError(
+            f"these topics must have the same number of partitions (a worker owns partition p of "
+            f"each): {shown}"
+        )
+    return partitions
 
 
-def build_worker_app(settings: Settings) -> faust.App:
-    """The fully declared faust app of a worker (specs loaded, topics created)."""
+class TopicLayoutError(RuntimeError):
+    """Topics that must be co-partitioned have different partition counts."""
+
+
+@dataclass
+class Worker:
+    """What a worker process runs: the faust control plane, the data plane, the reference catalog."""
+
+    app: faust.App
+    data_plane: DataPlane
+    catalog: ReferenceCatalog
+
+
+def build_worker(settings: Settings) -> Worker:
+    """The fully declared worker (specs loaded, topics created, reference profiles read)."""
     specs = load_specs(settings.models_path)
-    partitions = prepare_topics(settings)
+    partitions = prepare_topics(settings, specs)
     catalog = ReferenceCatalog(settings)
     catalog.start()
     if not catalog.wait_until_caught_up(30):
         log.warning("reference profiles not fully read after 30 s; drift waits for them")
     app = build_app(settings, partitions=partitions)
+    start_offsets = StartOffsets(settings)
     register_topology(
         app,
         settings,
@@ -52,10 +94,36 @@ def build_worker_app(settings: Settings) -> faust.App:
         catalog.get,
         publish_reference=ReferenceTopicPublisher(settings),
         references_ready=lambda: catalog.caught_up,
+        start_offsets=start_offsets,
     )
-    register_alerting(app, settings, specs)
+    register_alerting(app, settings, specs, start_offsets)
+    plane = DataPlane(
+        settings,
+        specs,
+        catalog.get,
+        partitions=partitions,
+        instance_id=worker_instance_id(settings) + "-data",
+    )
     log.info("worker for models %s on %d partitions", ", ".join(sorted(specs)), partitions)
-    return app
+    return Worker(app, plane, catalog)
+
+
+def start_data_plane(plane: DataPlane) -> threading.Thread:
+    """Run the data plane in a thread; if it fails (a delivery failed for good, the broker fenced it),
+    the process exits with status 1 so that its supervisor restarts it: nothing past the failure
+    was committed, and the restarted worker reads it again."""
+
+    def run() -> None:
+        try:
+            plane.run()
+        except BaseException:
+            log.exception("the data plane stopped: exiting (what it held is read again after the restart)")
+            logging.shutdown()
+            os._exit(1)
+
+    thread = threading.Thread(target=run, name="data-plane", daemon=True)
+    thread.start()
+    return thread
 
 
 def exit_deadline_on_signals(seconds: float) -> None:
@@ -90,7 +158,8 @@ def exit_deadline_on_signals(seconds: float) -> None:
 
 def run_worker(settings: Settings, *, with_sink: bool = False) -> None:
     """Run a worker in the foreground until SIGINT/SIGTERM."""
-    app = build_worker_app(settings)
+    worker = build_worker(settings)
+    app = worker.app
     sink = None
     if with_sink:
         from sinks.clickhouse import connect
@@ -102,15 +171,22 @@ def run_worker(settings: Settings, *, with_sink: bool = False) -> None:
         migrate(client)
         sink = ClickHouseSink(settings, ClickHouseWriter(client))
         sink.start_thread()
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    faust_worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
 
     @app.task
-    async def arm_exit_deadline() -> None:
+    async def start_planes() -> None:
         # A task runs once the worker is up, after faust installed its signal handlers.
         exit_deadline_on_signals(settings.shutdown_timeout)
+        start_data_plane(worker.data_plane)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def stop_data_plane(app: faust.App, **kwargs: Any) -> None:
+        worker.data_plane.stop()
 
     try:
-        worker.execute_from_commandline()
+        faust_worker.execute_from_commandline()
     finally:
+        worker.data_plane.stop()
+        worker.catalog.stop()
         if sink is not None:
             sink.stop()

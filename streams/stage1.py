@@ -1,8 +1,18 @@
-"""Stage 1 agent: validate predictions and labels, join them, fold them into chunk partials.
+"""Stage 1 on the data plane: validate, route, join and fold one input partition's batch into chunks.
 
-Runs per input partition (``predictions`` and ``ground-truth`` are co-partitioned by
-``prediction_id``, so a label meets its prediction in the same worker). See :mod:`streams.chunks`
-for the exactly-once argument and :mod:`streams.join` for the replay-safe join.
+The data plane (:mod:`streams.data_plane`) hands over the messages it read, per topic partition and
+in offset order. Per chunk of ``MODELMON_CHUNK_SIZE`` offsets (:mod:`streams.chunks`, the unit
+whose partials replace each other in stage 2 and up to which offsets are committed):
+
+1. **decode** each message with the typed decoder (:mod:`streams.decode`); a refused one becomes a
+   dead letter with the contract's reason;
+2. **check** event times against the clock and predictions against their model spec, per column;
+3. **route** events that are not on their ``prediction_id``'s partition (:mod:`streams.routing`);
+4. **join** in the partition's :class:`~streams.join_state.JoinState` and **fold** predictions and
+   joined pairs, per window key, into fresh bundles merged into the chunk's: a fold that raises is
+   repeated event by event, and the event that still raises is dead-lettered (``processing_error``).
+
+Nothing here talks to Kafka: outputs go through :class:`Outputs`, which the data plane produces.
 """
 
 from __future__ import annotations
@@ -13,28 +23,27 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-import faust
 import numpy as np
-from faust.types import EventT
 
 from detectors.profiles import ReferenceProfile
-from modelmon.events import DeadLetter, GroundTruthEvent, PredictionEvent, epoch_ms, model_to_json
+from modelmon.events import DeadLetter
 from modelmon.settings import Settings
-from modelmon.spec import ModelSpec, parse_duration
-from streams.app import changelog_partition_of, publish_all
-from streams.batching import Acknowledger
+from modelmon.spec import ModelSpec, Task, parse_duration
 from streams.bundle import BundleKey, JoinedPair, WindowBundle
 from streams.chunks import Chunk, chunk_index
-from streams.join import JoinStatus, entry_time_ms, label_record, on_label, on_prediction, prediction_record
+from streams.columns import PredictionColumns
+from streams.decode import Label, Prediction, decode_label, decode_prediction, fill_prediction_ids, times_ms
+from streams.join import JoinStatus, label_record, on_label, on_prediction, prediction_record, read_at
+from streams.join_state import JoinState
+from streams.routing import LABEL, PREDICTION, misplaced, read_headers, routed_headers
 from streams.validation import (
     EventLimits,
     InvalidEvent,
-    check_against_spec,
+    RawMessage,
     check_event_time,
     dead_letter,
-    parse_event,
     processing_error,
 )
 
@@ -43,17 +52,30 @@ log = logging.getLogger(__name__)
 ReferenceLookup = Callable[[str, str], ReferenceProfile | None]
 
 
-@dataclass(frozen=True, slots=True)
-class _Item:
-    """One event on its way into a bundle: a prediction (with ingest time and lateness) or a joined pair."""
+class Message(Protocol):
+    """What stage 1 reads of a consumed message (confluent-kafka's ``Message``)."""
 
-    event: Any
-    value: Any
-    ingest_ms: int
-    late: bool
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+    def headers(self) -> list[tuple[str, bytes]] | None: ...
 
 
-Fold = Callable[[WindowBundle, list[_Item]], None]
+_Kept = tuple[Message, "Prediction | Label", str, str]
+"""A message that passed decoding: its event, its origin and where it was read."""
+
+
+class Outputs(Protocol):
+    """Where stage 1's results go; the data plane produces them and commits only after delivery."""
+
+    def partials(self, messages: list[tuple[bytes, bytes]]) -> None: ...
+    def dead_letter(self, letter: DeadLetter) -> None: ...
+    def route(
+        self, partition: int, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None: ...
 
 
 @dataclass
@@ -61,12 +83,15 @@ class Stage1Stats:
     predictions: int = 0
     labels: int = 0
     joined: int = 0
+    routed: int = 0
+    routed_copies: int = 0
     duplicate_predictions: int = 0
     duplicate_labels: int = 0
     dead_lettered: int = 0
     partials_published: int = 0
     chunks_closed: int = 0
     expired_entries: int = 0
+    evicted_waiting: int = 0
     dead_by_type: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -89,280 +114,368 @@ def reference_id(profile: ReferenceProfile | None) -> str:
 _REFERENCE_IDS: dict[int, tuple[ReferenceProfile, str]] = {}
 
 
-def bundle_keys(spec: ModelSpec, event: PredictionEvent, window_ms: int) -> list[BundleKey]:
-    """The whole-model key plus one per segment tag the event carries."""
-    ts_ms = epoch_ms(event.ts)
-    start = ts_ms - ts_ms % window_ms
-    segments = [""] + [f"{tag}={event.tags[tag]}" for tag in spec.segments if tag in event.tags]
-    return [BundleKey(event.model_id, event.model_version, s, start, window_ms) for s in segments]
+def _raw(message: Message) -> RawMessage:
+    return RawMessage(message.value(), message.topic() or "", message.partition() or 0, message.offset() or 0,
+                      message.key())  # fmt: skip
+
+
+@dataclass
+class _Group:
+    """The events of one window key in one run: predictions (rows of the run's columns), joined pairs."""
+
+    rows: list[int] = field(default_factory=list)
+    late: int = 0
+    pairs: list[tuple[JoinedPair, Any]] = field(default_factory=list)  # (pair, the message that joined it)
 
 
 class Stage1:
-    """The state and logic of stage 1 in one worker; the faust agent feeds it batches."""
+    """Stage 1 of one worker: chunks per input partition, join state per partition number."""
 
     def __init__(
         self,
         settings: Settings,
         specs: dict[str, ModelSpec],
-        joins: Any,
         references: ReferenceLookup,
-        partials_topic: faust.TopicT,
-        dead_topic: faust.TopicT,
+        outputs: Outputs,
         *,
+        partitions: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.specs = specs
-        self.joins = joins
         self.references = references
-        self.partials_topic = partials_topic
-        self.dead_topic = dead_topic
+        self.outputs = outputs
+        self.partitions = partitions
         self.clock = clock
         self.limits = EventLimits.from_settings(settings)
+        topics = settings.topics
+        self._kinds = {topics.predictions: PREDICTION, topics.ground_truth: LABEL}
         self.window_ms = settings.window_seconds * 1000
         self.allowed_lateness_ms = settings.allowed_lateness_seconds * 1000
         self.chunk_size = settings.chunk_size
         self.max_partial_bytes = settings.max_partial_bytes
         self.chunks: dict[tuple[str, int], Chunk] = {}
+        self.joins: dict[int, JoinState] = {}
         self.stats = Stage1Stats()
         self._ttl_ms = {m: int(parse_duration(s.label_ttl).total_seconds() * 1000) for m, s in specs.items()}
-        self._predictions_topic = settings.topics.predictions
+        self._max_age = {m: self.limits.max_age_ms(s) for m, s in specs.items()}
+        self._last_read: dict[tuple[str, int], int] = {}
 
-    # -- helpers -----------------------------------------------------------------------------
-    def _chunk_for(self, topic: str, partition: int, offset: int) -> tuple[Chunk, Chunk | None]:
-        """The chunk of ``offset``; returns (chunk, the previous chunk if this closed it)."""
-        index = chunk_index(offset, self.chunk_size)
-        current = self.chunks.get((topic, partition))
-        if current is not None and current.index == index:
-            return current, None
-        chunk = Chunk(topic, partition, index, watermarks=dict(current.watermarks) if current else {})
-        self.chunks[(topic, partition)] = chunk
-        return chunk, current
+    # -- partitions --------------------------------------------------------------------------------
+    def join_state(self, partition: int) -> JoinState:
+        state = self.joins.get(partition)
+        if state is None:
+            state = self.joins[partition] = JoinState(self.settings.join_max_pending)
+        return state
 
-    def _fold_group(
-        self,
-        chunk: Chunk,
-        key: BundleKey,
-        items: list[_Item],
-        fold: Callable[[WindowBundle, list[_Item]], None],
-    ) -> list[tuple[_Item, Exception]]:
-        """Fold items into a fresh bundle, then merge it into the chunk's; returns the items that raised.
-
-        A batch that raises is folded again item by item, so one poison event cannot take its
-        neighbours (or the chunk's earlier state) with it.
-        """
-        profile = self.references(key.model_id, key.model_version)
-        spec = self.specs[key.model_id]
-        failed: list[tuple[_Item, Exception]] = []
-        try:
-            fresh = WindowBundle.empty(key, spec, profile)
-            fold(fresh, items)
-        except Exception:
-            fresh = WindowBundle.empty(key, spec, profile)
-            for item in items:
-                single = WindowBundle.empty(key, spec, profile)
-                try:
-                    fold(single, [item])
-                    fresh = fresh.merge(single)
-                except Exception as error:
-                    failed.append((item, error))
-        ref = reference_id(profile)
-        existing = chunk.bundles.get((key, ref))
-        chunk.bundles[(key, ref)] = fresh if existing is None else existing.merge(fresh)
-        return failed
-
-    # -- the batch ---------------------------------------------------------------------------
-    def _validate(self, event: EventT, now_ms: int) -> PredictionEvent | GroundTruthEvent:
-        message = event.message
-        if message.topic == self._predictions_topic:
-            prediction = parse_event(message.value, PredictionEvent, self.limits)
-            spec = check_against_spec(prediction, self.specs)
-            check_event_time(epoch_ms(prediction.ts), now_ms, self.limits, spec)
-            return prediction
-        label = parse_event(message.value, GroundTruthEvent, self.limits)
-        label_spec = self.specs.get(label.model_id)
-        if label_spec is None:
-            raise InvalidEvent("unknown_model", f"model_id {label.model_id!r} has no model spec")
-        check_event_time(epoch_ms(label.ts), now_ms, self.limits, label_spec)
-        return label
-
-    async def process(self, acks: Acknowledger, events: Sequence[EventT]) -> None:
-        dead: list[tuple[EventT, DeadLetter]] = []
-        closed: list[Chunk] = []
-        by_tp: dict[tuple[str, int], list[tuple[EventT, PredictionEvent | GroundTruthEvent]]] = defaultdict(
-            list
-        )
-        now_ms = int(self.clock() * 1000)
-        for event in events:
-            message = event.message
-            try:
-                parsed = self._validate(event, now_ms)
-            except InvalidEvent as error:
-                dead.append((event, dead_letter(event.message, error)))
-                continue
-            except Exception as error:  # an unforeseen value: this event only, the worker goes on
-                dead.append((event, dead_letter(event.message, processing_error(error))))
-                continue
-            by_tp[(message.topic, message.partition)].append((event, parsed))
-
-        for (topic, partition), items in by_tp.items():
-            with changelog_partition_of(items[-1][0]):
-                closed_here, failed = self._fold(topic, partition, items)
-            closed.extend(closed_here)
-            dead.extend(
-                (event, dead_letter(event.message, processing_error(error))) for event, error in failed
-            )
-
-        letters = [letter for _, letter in dead]
-        await publish_all(self.dead_topic, [(d.dedup_key().encode(), model_to_json(d)) for d in letters])
-        for event, _ in dead:
-            await acks.ack(event)  # its output, the dead letter, is acknowledged
-        for chunk in closed:
-            await publish_all(
-                self.partials_topic, chunk.partial_messages(final=True, max_bytes=self.max_partial_bytes)
-            )
-            self.stats.partials_published += len(chunk.bundles)
-            self.stats.chunks_closed += 1
-            for held in chunk.held:
-                await acks.ack(held)
-        self.stats.dead_lettered += len(letters)
-        for letter in letters:
-            self.stats.dead_by_type[letter.error_type] += 1
-
-    def _fold(
-        self, topic: str, partition: int, items: list[tuple[EventT, PredictionEvent | GroundTruthEvent]]
-    ) -> tuple[list[Chunk], list[tuple[EventT, Exception]]]:
-        """Join and fold one partition's events of a batch; the chunks it closed, the events that raised."""
-        closed: list[Chunk] = []
-        failed: list[tuple[EventT, Exception]] = []
-        predictions: dict[tuple[int, BundleKey], list[_Item]] = defaultdict(list)
-        pairs: dict[tuple[int, BundleKey], list[_Item]] = defaultdict(list)
-        chunks_seen: dict[int, Chunk] = {}
-        for event, parsed in items:
-            message = event.message
-            chunk, previous = self._chunk_for(topic, partition, message.offset)
-            if previous is not None:
-                closed.append(previous)
-            chunks_seen[chunk.index] = chunk
-            chunk.held.append(event)  # held since it was read (streams.batching); released at close
-            try:
-                self._join_one(chunk, event, parsed, predictions, pairs)
-            except Exception as error:
-                failed.append((event, error))
-
-        all_chunks = {c.index: c for c in [*closed, *chunks_seen.values()]}
-        for (index, key), group in predictions.items():
-            failures = self._fold_group(all_chunks[index], key, group, self._fold_predictions)
-            failed.extend((item.event, error) for item, error in failures)
-        for (index, key), group in pairs.items():
-            failures = self._fold_group(all_chunks[index], key, group, self._fold_pairs)
-            failed.extend((item.event, error) for item, error in failures)
-        return closed, failed
-
-    def _join_one(
-        self,
-        chunk: Chunk,
-        event: EventT,
-        parsed: PredictionEvent | GroundTruthEvent,
-        predictions: dict[tuple[int, BundleKey], list[_Item]],
-        pairs: dict[tuple[int, BundleKey], list[_Item]],
-    ) -> None:
-        message = event.message
-        origin = f"{message.topic}|{message.partition}|{message.offset}"
-        if isinstance(parsed, PredictionEvent):
-            self.stats.predictions += 1
-            spec = self.specs[parsed.model_id]
-            keys = bundle_keys(spec, parsed, self.window_ms)
-            ts_ms = epoch_ms(parsed.ts)
-            clock = (parsed.model_id, parsed.model_version)
-            # Late: its window had closed for this partition and version (watermark past end + lateness).
-            window_end = ts_ms - ts_ms % self.window_ms + self.window_ms
-            is_late = chunk.watermark(*clock) >= window_end + self.allowed_lateness_ms
-            chunk.touch(message.offset, clock, ts_ms)
-            ingest_ms = int((message.timestamp or self.clock()) * 1000)
-            for key in keys:
-                predictions[(chunk.index, key)].append(_Item(event, parsed, ingest_ms, is_late))
-            record = prediction_record(
-                parsed.model_id, parsed.model_version, ts_ms, parsed.prediction, parsed.score,
-                parsed.scores, [k.segment for k in keys], origin,
-            )  # fmt: skip
-            outcome = on_prediction(self.joins, parsed.prediction_id, record)
-        else:
-            self.stats.labels += 1
-            ts_ms = epoch_ms(parsed.ts)
-            chunk.touch(message.offset)
-            outcome = on_label(self.joins, parsed.prediction_id, label_record(parsed.label, ts_ms, origin))
-        if outcome.status is JoinStatus.DUPLICATE:
-            if isinstance(parsed, PredictionEvent):
-                self.stats.duplicate_predictions += 1
-            else:
-                self.stats.duplicate_labels += 1
-        elif outcome.status is JoinStatus.JOINED and outcome.prediction and outcome.label:
-            self.stats.joined += 1
-            p, lab = outcome.prediction, outcome.label
-            if isinstance(parsed, GroundTruthEvent):
-                # A label partition's clock, per version, is its joined labels' time.
-                chunk.touch(message.offset, (p["m"], p["v"]), lab["t"])
-            start = p["t"] - p["t"] % self.window_ms
-            pair = JoinedPair(p["y"], p["sc"], p["ss"], lab["y"], p["t"], lab["t"])
-            for segment in p["s"]:
-                key = BundleKey(p["m"], p["v"], segment, start, self.window_ms)
-                pairs[(chunk.index, key)].append(_Item(event, pair, 0, False))
-
-    def _fold_predictions(self, bundle: WindowBundle, items: list[_Item]) -> None:
-        spec = self.specs[bundle.key.model_id]
-        events = [item.value for item in items]
-        bundle.add_predictions(events, np.array([item.ingest_ms for item in items]), spec)
-        bundle.late_events += sum(item.late for item in items)
-
-    def _fold_pairs(self, bundle: WindowBundle, items: list[_Item]) -> None:
-        bundle.add_labels([item.value for item in items], self.specs[bundle.key.model_id])
-
-    # -- housekeeping ------------------------------------------------------------------------
-    async def flush_idle(self, idle_seconds: float) -> int:
-        """Publish a revision of every chunk that changed and then saw nothing for ``idle_seconds``.
-
-        Revisions let stage 2 finish windows on quiet partitions; the chunk stays open and held.
-        """
-        now = time.monotonic()
-        flushed = 0
-        for chunk in list(self.chunks.values()):
-            if chunk.dirty and now - chunk.changed_at >= idle_seconds and chunk.bundles:
-                chunk.dirty = False
-                messages = chunk.partial_messages(final=False, max_bytes=self.max_partial_bytes)
-                await publish_all(self.partials_topic, messages)
-                flushed += 1
-        return flushed
-
-    def drop_partitions(self, revoked: set[tuple[str, int]]) -> None:
-        """Forget chunks of revoked partitions: their new owner replays them from the commit."""
+    def drop_partitions(self, revoked: Sequence[tuple[str, int]]) -> None:
+        """Forget chunks and join state of revoked partitions: the next owner replays from the commit."""
         for tp in revoked:
             self.chunks.pop(tp, None)
+            self._last_read.pop(tp, None)
+            self.joins.pop(tp[1], None)
 
-    def expire_entries(self, now_ms: int, events_by_partition: dict[int, EventT]) -> int:
-        """Delete join entries older than their model's label TTL (the label is then missing).
+    def commit_offsets(self) -> dict[tuple[str, int], int]:
+        """Per partition read, the first offset not yet in a published chunk: what may be committed."""
+        out = {}
+        for tp, last in self._last_read.items():
+            chunk = self.chunks.get(tp)
+            out[tp] = chunk.first_offset if chunk is not None and chunk.first_offset >= 0 else last + 1
+        return out
 
-        Only entries of the given partitions are deleted, each under one of its partition's events
-        so the tombstone goes to the right changelog partition. Scans the local table: run it every
-        few hundred batches, not on every one.
-        """
-        by_partition: dict[int, list[str]] = defaultdict(list)
-        for key, entry in list(self.joins.items()):
-            if not entry:
-                continue
-            side = entry.get("p") or entry.get("l") or {}
-            model = (entry.get("p") or {}).get("m")
-            ttl = self._ttl_ms.get(model or "", max(self._ttl_ms.values(), default=0))
-            if now_ms - entry_time_ms(entry) > ttl:
-                by_partition[int(str(side.get("o", "||-1")).split("|")[1])].append(key)
-        expired = 0
-        for partition, keys in by_partition.items():
-            event = events_by_partition.get(partition)
-            if event is None:
-                continue
-            with changelog_partition_of(event):
-                for key in keys:
-                    self.joins.pop(key, None)
-            expired += len(keys)
+    # -- a batch -----------------------------------------------------------------------------------
+    def process(self, topic: str, partition: int, messages: Sequence[Message]) -> None:
+        """One partition's messages of a batch, in offset order."""
+        if not messages:
+            return
+        start = 0
+        while start < len(messages):
+            index = chunk_index(messages[start].offset() or 0, self.chunk_size)
+            end = start + 1
+            while end < len(messages) and chunk_index(messages[end].offset() or 0, self.chunk_size) == index:
+                end += 1
+            chunk = self._chunk(topic, partition, index, messages[start].offset() or 0)
+            self._run(chunk, messages[start:end])
+            start = end
+        self._last_read[(topic, partition)] = messages[-1].offset() or 0
+        state = self.join_state(partition)
+        self._count_evicted(self.chunks[(topic, partition)], state.evict())
+
+    def _chunk(self, topic: str, partition: int, index: int, first_offset: int) -> Chunk:
+        current = self.chunks.get((topic, partition))
+        if current is not None and current.index == index:
+            return current
+        if current is not None:
+            self._close(current)
+        chunk = Chunk(topic, partition, index, watermarks=dict(current.watermarks) if current else {})
+        chunk.first_offset = first_offset
+        self.chunks[(topic, partition)] = chunk
+        return chunk
+
+    def _close(self, chunk: Chunk) -> None:
+        self.outputs.partials(chunk.partial_messages(final=True, max_bytes=self.max_partial_bytes))
+        self.stats.partials_published += len(chunk.bundles)
+        self.stats.chunks_closed += 1
+
+    def publish_revisions(self, idle_seconds: float) -> int:
+        """Publish the changed bundles of chunks not published for ``idle_seconds`` (non-final)."""
+        now = time.monotonic()
+        published = 0
+        for chunk in self.chunks.values():
+            if chunk.dirty and now - chunk.published_at >= idle_seconds and chunk.bundles:
+                self.outputs.partials(chunk.changed_messages(max_bytes=self.max_partial_bytes))
+                published += 1
+        return published
+
+    def expire_entries(self) -> int:
+        now_ms = int(self.clock() * 1000)
+        default = max(self._ttl_ms.values(), default=0)
+        expired = sum(
+            state.expire(now_ms, lambda model: self._ttl_ms.get(model or "", default))
+            for state in self.joins.values()
+        )
         self.stats.expired_entries += expired
         return expired
+
+    def take_changelog(self) -> dict[int, bytes]:
+        """Per partition, the join state's changes since the last call (one changelog message each)."""
+        out = {}
+        for partition, state in self.joins.items():
+            payload = state.take_changes()
+            if payload is not None:
+                out[partition] = payload
+        return out
+
+    # -- one chunk's run -----------------------------------------------------------------------------
+    def _dead(self, message: Message, error: InvalidEvent) -> None:
+        letter = dead_letter(_raw(message), error)
+        self.outputs.dead_letter(letter)
+        self.stats.dead_lettered += 1
+        self.stats.dead_by_type[letter.error_type] += 1
+
+    def _run(self, chunk: Chunk, messages: Sequence[Message]) -> None:
+        topic, partition = chunk.topic, chunk.partition
+        routed = topic not in self._kinds
+        now_ms = int(self.clock() * 1000)
+        kept: list[_Kept] = []  # message, event, origin, consumed
+        for message in messages:
+            offset = message.offset() or 0
+            chunk.touch(offset)
+            consumed = f"{topic}|{partition}|{offset}"
+            if routed:
+                found = read_headers(message.headers())
+                if found is None:
+                    self._dead(message, InvalidEvent("invalid_routed_message", "no modelmon routing headers"))
+                    continue
+                kind, origin = found
+            else:
+                kind, origin = self._kinds[topic], consumed
+            try:
+                value = message.value()
+                event = (
+                    decode_label(value, self.limits)
+                    if kind == LABEL
+                    else decode_prediction(value, self.limits)
+                )
+            except InvalidEvent as error:
+                self._dead(message, error)
+                continue
+            except Exception as error:  # a value no check foresaw: this event only
+                self._dead(message, processing_error(error))
+                continue
+            kept.append((message, event, origin, consumed))
+        kept = self._checked(kept, now_ms)
+        if not routed and kept:
+            kept = self._route(kept, topic, partition)
+        # After routing: an event without an id joins nothing and stays where it was read.
+        fill_prediction_ids([event for _, event, _, _ in kept if isinstance(event, Prediction)])
+        if kept:
+            self._join_and_fold(chunk, kept, now_ms)
+
+    def _checked(self, kept: list[_Kept], now_ms: int) -> list[_Kept]:
+        """Drop (dead-letter) unknown models, spec violations and event times far from the clock."""
+        events = [event for _, event, _, _ in kept]
+        ts = times_ms(events, now_ms)
+        out = []
+        for i, (message, event, origin, consumed) in enumerate(kept):
+            spec = self.specs.get(event.model_id)
+            try:
+                if spec is None:
+                    known = ", ".join(sorted(self.specs)) or "none"
+                    raise InvalidEvent(
+                        "unknown_model", f"model_id {event.model_id!r} has no model spec (known: {known})"
+                    )
+                t = int(ts[i])
+                if not now_ms - self._max_age[event.model_id] <= t <= now_ms + self.limits.max_future_skew_ms:
+                    check_event_time(t, now_ms, self.limits, spec)  # raises with the reason
+                if isinstance(event, Prediction):
+                    _check_prediction(event, spec)
+                event.ts = t
+            except InvalidEvent as error:
+                self._dead(message, error)
+                continue
+            out.append((message, event, origin, consumed))
+        return out
+
+    def _route(self, kept: list[_Kept], topic: str, partition: int) -> list[_Kept]:
+        ids = [event.prediction_id if type(event.prediction_id) is str else "" for _, event, _, _ in kept]
+        targets = misplaced(ids, partition, self.partitions)
+        if targets.max() < 0:
+            return kept
+        local = []
+        for (message, event, origin, consumed), target, pid in zip(kept, targets.tolist(), ids, strict=True):
+            if target < 0 or not pid:
+                local.append((message, event, origin, consumed))
+                continue
+            kind = LABEL if isinstance(event, Label) else PREDICTION
+            headers = routed_headers(kind, topic, partition, message.offset() or 0)
+            self.outputs.route(target, str(event.prediction_id).encode(), message.value(), headers)
+            self.stats.routed += 1
+        return local
+
+    def _join_and_fold(self, chunk: Chunk, kept: list[_Kept], now_ms: int) -> None:
+        state = self.join_state(chunk.partition)
+        window_ms = self.window_ms
+        groups: dict[BundleKey, _Group] = defaultdict(_Group)
+        predictions: list[Prediction] = []
+        ingest: list[int] = []
+        rows_message: list[Message] = []  # the message of each prediction row
+        for message, event, origin, consumed in kept:
+            t = int(event.ts)  # type: ignore[arg-type]
+            if isinstance(event, Prediction):
+                self.stats.predictions += 1
+                spec = self.specs[event.model_id]
+                clock = (event.model_id, event.model_version)
+                start = t - t % window_ms
+                is_late = chunk.watermark(*clock) >= start + window_ms + self.allowed_lateness_ms
+                chunk.touch(message.offset() or 0, clock, t)
+                segments = [""] + [f"{tag}={event.tags[tag]}" for tag in spec.segments if tag in event.tags]
+                record = prediction_record(
+                    event.model_id, event.model_version, t, event.prediction, event.score, event.scores,
+                    segments, origin,
+                )  # fmt: skip
+                if origin != consumed:
+                    read_at(record, consumed)
+                outcome = on_prediction(state, str(event.prediction_id), record)
+                if outcome.status is JoinStatus.COPY:
+                    self.stats.routed_copies += 1
+                    continue
+                row = len(predictions)
+                predictions.append(event)
+                stamp = message.timestamp()
+                ingest.append(stamp[1] if stamp[0] else now_ms)
+                rows_message.append(message)
+                for segment in segments:
+                    group = groups[BundleKey(event.model_id, event.model_version, segment, start, window_ms)]
+                    group.rows.append(row)
+                    group.late += is_late
+            else:
+                self.stats.labels += 1
+                record = label_record(event.label, t, origin)
+                if origin != consumed:
+                    read_at(record, consumed)
+                outcome = on_label(state, event.prediction_id, record)
+                if outcome.status is JoinStatus.COPY:
+                    self.stats.routed_copies += 1
+                    continue
+            if outcome.status is JoinStatus.DUPLICATE:
+                if isinstance(event, Prediction):
+                    self.stats.duplicate_predictions += 1
+                else:
+                    self.stats.duplicate_labels += 1
+            elif outcome.status is JoinStatus.JOINED and outcome.prediction and outcome.label:
+                self.stats.joined += 1
+                p, lab = outcome.prediction, outcome.label
+                if isinstance(event, Label):
+                    chunk.touch(message.offset() or 0, (p["m"], p["v"]), lab["t"])
+                start = p["t"] - p["t"] % window_ms
+                pair = JoinedPair(p["y"], p["sc"], p["ss"], lab["y"], p["t"], lab["t"])
+                for segment in p["s"]:
+                    groups[BundleKey(p["m"], p["v"], segment, start, window_ms)].pairs.append((pair, message))
+        columns = _columns(predictions, ingest)
+        for key, group in groups.items():
+            self._fold(chunk, key, group, columns, rows_message)
+
+    def _fold(self, chunk: Chunk, key: BundleKey, group: _Group, columns: PredictionColumns,
+              rows_message: list[Message]) -> None:  # fmt: skip
+        """Fold one key's events into a fresh bundle, merged into the chunk's; isolate what raises."""
+        spec = self.specs[key.model_id]
+        profile = self.references(key.model_id, key.model_version)
+
+        def fold(bundle: WindowBundle, rows: list[int], pairs: list[tuple[JoinedPair, Any]]) -> None:
+            if rows:
+                bundle.add_columns(_take(columns, rows), spec)
+            if pairs:
+                bundle.add_labels([pair for pair, _ in pairs], spec)
+
+        fresh = WindowBundle.empty(key, spec, profile)
+        try:
+            fold(fresh, group.rows, group.pairs)
+        except Exception:
+            fresh = WindowBundle.empty(key, spec, profile)
+            singles: list[tuple[list[int], list[tuple[JoinedPair, Any]], Any]]
+            singles = [([row], [], rows_message[row]) for row in group.rows]
+            singles += [([], [item], item[1]) for item in group.pairs]
+            for rows, pairs, message in singles:
+                single = WindowBundle.empty(key, spec, profile)
+                try:
+                    fold(single, rows, pairs)
+                    fresh = fresh.merge(single)
+                except Exception as error:
+                    self._dead(message, processing_error(error))
+        fresh.late_events += group.late
+        chunk.add(key, reference_id(profile), fresh)
+
+    def _count_evicted(self, chunk: Chunk, evicted: list[tuple[str, dict[str, Any]]]) -> None:
+        if not evicted:
+            return
+        self.stats.evicted_waiting += len(evicted)
+        log.warning(
+            "join state of partition %s is full (%d entries): %d waiting predictions evicted, counted as "
+            "label_missing", chunk.partition, self.settings.join_max_pending, len(evicted),
+        )  # fmt: skip
+        counts: dict[BundleKey, int] = defaultdict(int)
+        for _, entry in evicted:
+            p = entry["p"]
+            if p.get("m") in self.specs:
+                counts[BundleKey(p["m"], p["v"], "", p["t"] - p["t"] % self.window_ms, self.window_ms)] += 1
+        for key, n in counts.items():
+            profile = self.references(key.model_id, key.model_version)
+            bundle = WindowBundle.empty(key, self.specs[key.model_id], profile)
+            bundle.label_missing = n
+            chunk.add(key, reference_id(profile), bundle)
+
+
+def _check_prediction(event: Prediction, spec: ModelSpec) -> None:
+    """What makes a prediction unusable for its model (softer problems are fidelity metrics)."""
+    features = event.features
+    missing = [name for name in spec.required_features() if features.get(name) is None]
+    if missing:
+        raise InvalidEvent("missing_required_feature", f"required feature(s) missing or null: {missing}")
+    if spec.task is Task.REGRESSION and isinstance(event.prediction, str):
+        raise InvalidEvent("prediction_type", "a regression model's prediction must be a number")
+
+
+def _columns(events: list[Prediction], ingest: list[int]) -> PredictionColumns:
+    return PredictionColumns(
+        ids=[str(e.prediction_id) for e in events],
+        ts_ms=np.fromiter((int(e.ts) for e in events), np.int64, len(events)),  # type: ignore[arg-type]
+        features=[e.features for e in events],
+        predictions=[e.prediction for e in events],
+        scores=np.array([e.score for e in events], dtype=np.float64),
+        ingest_ms=np.asarray(ingest, dtype=np.int64),
+    )
+
+
+def _take(columns: PredictionColumns, rows: list[int]) -> PredictionColumns:
+    if len(rows) == len(columns.ids) and rows[-1] == len(rows) - 1:
+        return columns
+    index = np.asarray(rows)
+    return PredictionColumns(
+        ids=[columns.ids[r] for r in rows],
+        ts_ms=columns.ts_ms[index],
+        features=[columns.features[r] for r in rows],
+        predictions=[columns.predictions[r] for r in rows],
+        scores=columns.scores[index],
+        ingest_ms=columns.ingest_ms[index],
+    )

@@ -107,7 +107,12 @@ class WindowState:
     emissions: int = 0
 
     def add(self, source: str, revision: int, final: bool, bundle: WindowBundle) -> bool:
-        """Take a partial; returns whether it changed the window."""
+        """Take a partial; returns whether the window must hold it until its next emission.
+
+        A non-final revision with the same content as the one it replaces (stage 1 re-publishes an
+        open chunk's changed bundles every second; this window's did not change) only takes the
+        newer revision number: the window stays as quiet as it was, so its grace period runs on.
+        """
         if source in self.base_sources:
             return False  # a replay of a source that is already final and merged
         current = self.open_parts.get(source)
@@ -119,6 +124,8 @@ class WindowState:
             self.base_sources[source] = revision
         else:
             self.open_parts[source] = (revision, bundle)
+            if current is not None and _same_content(current[1], bundle):
+                return False
         self.dirty = True
         self.changed_at = time.monotonic()
         return True
@@ -133,6 +140,13 @@ class WindowState:
         for bundle in bundles[1:]:
             merged = merged.merge(bundle)
         return merged
+
+
+def _same_content(old: WindowBundle, new: WindowBundle) -> bool:
+    """Whether a later revision of one source's bundle holds nothing more (bundles only grow)."""
+    return (old.events, old.labels, old.late_events, old.label_missing) == (
+        new.events, new.labels, new.late_events, new.label_missing
+    )  # fmt: skip
 
 
 def _start(state: WindowState) -> int:
@@ -258,7 +272,7 @@ class Stage2:
         if state.add(partial.source, partial.revision, partial.final, partial.bundle):
             state.held.extend(carriers)  # held since read (streams.batching); released on emission
         else:
-            await release(acks, carriers)  # already merged (and saved) or superseded: nothing to hold
+            await release(acks, carriers)  # merged (and saved), superseded or unchanged: nothing to hold
 
     async def _dead_letter(self, acks: Acknowledger, events: Sequence[EventT], error: InvalidEvent) -> None:
         """Set events aside on ``dead-letter`` with the reason, then release them: the worker goes on."""

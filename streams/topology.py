@@ -1,11 +1,9 @@
-"""Declares the two-stage topology on a faust app: topics, the join table, both agents, timers."""
+"""Declares stage 2 on the faust control plane: the partials topic, its tables, agent and timers."""
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -15,29 +13,22 @@ from faust.types import StreamT
 from modelmon.events import model_to_json
 from modelmon.settings import Settings
 from modelmon.spec import ModelSpec, parse_duration
-from streams.app import publish_all
+from streams.app import publish_all, seeker
 from streams.auto_reference import AutoReferenceBuilder, Publish
-from streams.batching import Acknowledger, EventBatcher
+from streams.batching import EventBatcher, StartOf
 from streams.change import ChangeTracker
-from streams.stage1 import ReferenceLookup, Stage1
+from streams.stage1 import ReferenceLookup
 from streams.stage2 import Stage2
 from streams.validation import EventLimits, dead_letter, processing_error
 
 log = logging.getLogger(__name__)
 
 PARTIALS = "monitor-partials"
-EXPIRE_EVERY_BATCHES = 500
 
 
 def partials_topic_name(settings: Settings) -> str:
     """The internal topic from stage 1 to stage 2 (keyed by model id)."""
     return f"{settings.topic_prefix}{PARTIALS}"
-
-
-@dataclass
-class Topology:
-    stage1: Stage1
-    stage2: Stage2
 
 
 def window_retention_ms(settings: Settings, spec: ModelSpec | None) -> int:
@@ -55,23 +46,21 @@ def register_topology(
     *,
     publish_reference: Publish | None = None,
     references_ready: Callable[[], bool] = lambda: True,
-) -> Topology:
-    """Declare stage 1 (predictions + ground-truth) and stage 2 (partials) on ``app``.
+    start_offsets: StartOf | None = None,
+) -> Stage2:
+    """Declare stage 2 (partials, keyed by model) on ``app``; stage 1 runs on the data plane.
 
     With ``publish_reference``, stage 2 builds the automatic (first_n / first_period) references
     (``streams.auto_reference``) once ``references_ready()`` says the catalog has caught up.
     """
     topics = settings.topics
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-    inputs = app.topic(topics.predictions, topics.ground_truth, **raw)
     partials = app.topic(partials_topic_name(settings), **raw)
     metrics = app.topic(topics.monitor_metrics, **raw)
     dead = app.topic(topics.dead_letter, **raw)
-    joins = app.Table("joins", default=None)
     closed_windows = app.Table("closed-windows", default=None)
     change_detectors = app.Table("change-detectors", default=None)
 
-    stage1 = Stage1(settings, specs, joins, references, partials, dead)
     limits = EventLimits.from_settings(settings)
     stage2 = Stage2(
         specs,
@@ -91,61 +80,39 @@ def register_topology(
             specs, references, publish_reference, closed_windows, ready=references_ready
         ),
     )
-    streams: dict[str, StreamT] = {}
-    batches = {"stage1": 0}
-
-    async def stage1_batch(acks: Acknowledger, events: Sequence[Any]) -> None:
-        await stage1.process(acks, events)
-        batches["stage1"] += 1
-        if batches["stage1"] % EXPIRE_EVERY_BATCHES == 0:
-            latest = {e.message.partition: e for e in events}
-            stage1.expire_entries(int(time.time() * 1000), latest)
-
-    def is_current(event: Any) -> bool:
-        return bool(event.message.generation_id == app.consumer_generation_id)
+    running = {"stage2": False}
 
     async def poisoned(event: Any, error: BaseException) -> None:
         letter = dead_letter(event.message, processing_error(error))
         await publish_all(dead, [(letter.dedup_key().encode(), model_to_json(letter))])
 
-    options: dict[str, Any] = {
-        "size": settings.batch_size,
-        "within": settings.batch_within,
-        "is_current": is_current,
-        "on_poison": poisoned,
-    }
-    stage1_batcher = EventBatcher(stage1_batch, **options)
-    stage2_batcher = EventBatcher(stage2.process, **options)
-
-    @app.agent(inputs, name="stage1")
-    async def stage1_agent(stream: StreamT) -> None:
-        streams["stage1"] = stream
-        await stage1_batcher.consume(stream)
+    batcher = EventBatcher(
+        stage2.process,
+        size=settings.batch_size,
+        within=settings.batch_within,
+        is_current=lambda event: bool(event.message.generation_id == app.consumer_generation_id),
+        on_poison=poisoned,
+        start_of=start_offsets,
+        seek=seeker(app),
+    )
 
     @app.agent(partials, name="stage2")
     async def stage2_agent(stream: StreamT) -> None:
-        streams["stage2"] = stream
-        await stage2_batcher.consume(stream)
+        running["stage2"] = True
+        await batcher.consume(stream)
 
     @app.timer(interval=min(settings.batch_within, 0.5))
     async def flush_partial_batches() -> None:
-        await stage1_batcher.flush_if_due()
-        await stage2_batcher.flush_if_due()
-
-    @app.timer(interval=settings.idle_flush_seconds)
-    async def flush_idle_chunks() -> None:
-        async with stage1_batcher.lock:
-            await stage1.flush_idle(settings.idle_flush_seconds)
+        await batcher.flush_if_due()
 
     @app.timer(interval=1.0)
     async def close_windows() -> None:
-        if "stage2" in streams:
-            async with stage2_batcher.lock:
-                await stage2.close_ready(stage2_batcher)
+        if running["stage2"]:
+            async with batcher.lock:
+                await stage2.close_ready(batcher)
 
     @app.timer(interval=10.0)
     async def report() -> None:
-        log.info("stage1 %s", stage1.stats)
         log.info("stage2 %s", stage2.stats)
         if stage2.change is not None:
             log.info("change detectors %s", stage2.change.stats)
@@ -154,12 +121,9 @@ def register_topology(
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
-        # No await before the drops: a batch must not fold events of revoked partitions afterwards
+        # No await before the drops: a batch must not fold partials of revoked partitions afterwards
         # (the generation does not change until the new assignment, so the batcher cannot tell).
-        tps = {(tp.topic, tp.partition) for tp in revoked}
-        stage1_batcher.discard(tps)
-        stage2_batcher.discard(tps)
-        stage1.drop_partitions(tps)
+        batcher.discard({(tp.topic, tp.partition) for tp in revoked})
         stage2.drop_partitions({tp.partition for tp in revoked if tp.topic == partials_topic_name(settings)})
 
-    return Topology(stage1, stage2)
+    return stage2

@@ -35,13 +35,13 @@ def totals(client: Any, model_id: str) -> dict[str, dict[datetime, float]]:
 
 def predictions_seen(worker: WorkerProcess) -> int:
     """The last count of predictions a worker's stage 1 logged."""
-    found = re.findall(r"Stage1Stats\(predictions=(\d+)", worker.log_path.read_text(errors="replace"))
+    found = re.findall(r"stage1 \{'predictions': (\d+)", worker.log_path.read_text(errors="replace"))
     return int(found[-1]) if found else 0
 
 
 def summary(worker: WorkerProcess) -> str:
     """The lines of a worker's log that tell what the group and the stages did."""
-    wanted = ("Joined group", "dropped", "Stage1Stats", "Stage2Stats", "Heartbeat", "Error", "Traceback")
+    wanted = ("Joined group", "dropped", "data plane", "Stage2Stats", "Heartbeat", "Error", "Traceback")
     lines = worker.log_path.read_text(errors="replace").splitlines()
     return "\n".join(line[:300] for line in lines if any(w in line for w in wanted))[-6000:]
 

@@ -25,8 +25,10 @@ def test_a_worker_without_its_broker_exits_soon_after_sigterm(tmp_path: Path) ->
     try:
         prepare_topics(settings)
         worker = WorkerProcess(settings, tmp_path / "worker.log")
-        # Up: the worker logs its stage statistics every 10 s once its agents run.
-        assert wait_until(lambda: "stage1 Stage1Stats" in worker.log(), 90), worker.log()
+        # Up: its data plane has partitions, and faust's agents log their statistics every 10 s.
+        assert wait_until(
+            lambda: "data plane: assigned" in worker.log() and "stage2 Stage2Stats" in worker.log(), 90
+        ), worker.log()
         broker.stop()
         worker.process.send_signal(signal.SIGTERM)
         started = time.monotonic()
