@@ -70,10 +70,13 @@ class FeatureSchema:
             object.__setattr__(self, "allowed", frozenset(str(value) for value in self.allowed))
 
 
-def check_column(feature: FeatureSchema, column: Any, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+def check_column(
+    feature: FeatureSchema, column: Any, n: int, codes: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Counters (in ``_COUNTERS`` order), the missing mask and the checks that apply, for one column.
 
-    ``column`` None means the batch does not carry the feature: every event misses it.
+    ``column`` None means the batch does not carry the feature: every event misses it. ``codes``:
+    the column's :func:`~detectors.value_types.type_codes`, when the caller has them already.
     """
     counters = np.zeros(len(_COUNTERS), dtype=np.int64)
     checks = (_RANGE_CHECK if feature.min is not None or feature.max is not None else 0) | (
@@ -82,7 +85,7 @@ def check_column(feature: FeatureSchema, column: Any, n: int) -> tuple[np.ndarra
     if column is None:
         counters[_MISSING] = n
         return counters, np.ones(n, dtype=bool), checks
-    codes = vt.type_codes(column)
+    codes = vt.type_codes(column) if codes is None else codes
     if codes.size != n:
         raise ValueError(f"column {feature.name!r} has {codes.size} values, the batch {n}")
     missing = codes == vt.MISSING
@@ -235,11 +238,14 @@ class FidelityAggregate(Aggregate):
         ingest_ts: Any = None,
         prediction_ids: Any = None,
         n_events: int | None = None,
+        codes: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         """Check one batch: ``columns`` maps feature name to a 1-D array (None/NaN = missing).
 
-        ``event_ts`` and ``ingest_ts`` are epoch seconds (or datetime64), given together.
+        ``event_ts`` and ``ingest_ts`` are epoch seconds (or datetime64), given together. ``codes``:
+        the columns' type codes, when the caller computed them already.
         """
+        codes = codes or {}
         if (event_ts is None) != (ingest_ts is None):
             raise ValueError("event lateness needs both event_ts and ingest_ts")
         n = _batch_length([*columns.values(), event_ts, ingest_ts, prediction_ids], n_events)
@@ -250,7 +256,9 @@ class FidelityAggregate(Aggregate):
         self._n_events += n
         required_missing = np.zeros(n, dtype=bool)
         for feature in features:
-            counters, missing, checks = check_column(feature, columns.get(feature.name), n)
+            counters, missing, checks = check_column(
+                feature, columns.get(feature.name), n, codes.get(feature.name)
+            )
             previous = self._features.get(feature.name)
             self._features[feature.name] = counters if previous is None else previous + counters
             self._checks[feature.name] = self._checks.get(feature.name, 0) | checks
@@ -260,7 +268,8 @@ class FidelityAggregate(Aggregate):
         carries_unknown = np.zeros(n, dtype=bool)
         unknown: dict[str, int] = {}
         for name in sorted(set(columns) - names):
-            present = vt.type_codes(columns[name]) != vt.MISSING
+            known = codes.get(name)
+            present = (vt.type_codes(columns[name]) if known is None else known) != vt.MISSING
             if present.any():
                 carries_unknown |= present
                 unknown[name] = int(np.count_nonzero(present))

@@ -11,6 +11,7 @@ from typing import Any, Self, TypeVar, cast
 
 import numpy as np
 
+from detectors import value_types as vt
 from detectors._labels import canonical_labels
 from detectors.base import Aggregate
 from detectors.durations import LABEL_DELAY_EDGES, LATENESS_EDGES
@@ -211,6 +212,7 @@ class WindowBundle:
             return
         ingest = batch.ingest_ms
         columns = feature_columns(batch.features, self._features)
+        codes = {name: vt.type_codes(column) for name, column in columns.items()}  # once per column
         ids = np.array(batch.ids, dtype=str)
         event_ms = batch.ts_ms
         # Sample keys from the prediction id: the same event is sampled (or not) on every worker and
@@ -218,12 +220,12 @@ class WindowBundle:
         keys = row_keys_from_ids(ids)
         for name, agg in self._features.items():
             if isinstance(agg, NumericAggregate):
-                self._add_numeric(name, agg, numbers_or_nan(columns[name]), keys)
+                self._add_numeric(name, agg, numbers_or_nan(columns[name], codes[name]), keys)
             else:
-                agg.update_batch(category_values(columns[name], agg.feature_kind))
+                agg.update_batch(category_values(columns[name], agg.feature_kind, codes[name]))
         self.fidelity.update_batch(
             columns, feature_schemas(spec), event_ts=event_ms.astype(float), ingest_ts=ingest.astype(float),
-            prediction_ids=ids,
+            prediction_ids=ids, codes=codes,
         )  # fmt: skip
         predictions = list(batch.predictions)
         if self._values is not None:

@@ -75,22 +75,22 @@ def event_times_ms(events: Sequence[PredictionEvent]) -> npt.NDArray[np.int64]:
     return np.rint(seconds * 1e6).astype(np.int64) // 1000
 
 
-def numbers_or_nan(column: np.ndarray) -> npt.NDArray[np.float64]:
+def numbers_or_nan(column: np.ndarray, codes: np.ndarray | None = None) -> npt.NDArray[np.float64]:
     """Ints and finite floats as float64; missing, ±inf and wrongly typed values (text, bools) as NaN."""
-    codes = vt.type_codes(column)
+    codes = vt.type_codes(column) if codes is None else codes
     valid = (codes == vt.INT) | (codes == vt.FLOAT)
     out = np.full(column.size, np.nan)
     out[valid] = vt.numbers(column, valid)
     return out
 
 
-def category_values(column: np.ndarray, kind: str) -> np.ndarray:
+def category_values(column: np.ndarray, kind: str, codes: np.ndarray | None = None) -> np.ndarray:
     """Values of the right type for ``kind`` (text; a bool or 0/1), everything else as missing.
 
     The same notion of type as the fidelity checks: a wrongly typed value is counted there as a type
     violation and left out of drift, like a missing one.
     """
-    codes = vt.type_codes(column)
+    codes = vt.type_codes(column) if codes is None else codes
     if kind == "categorical":
         texts = np.full(column.size, None, dtype=object)
         texts[codes == vt.TEXT] = column[codes == vt.TEXT]

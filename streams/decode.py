@@ -93,7 +93,10 @@ def _decode(
         except (msgspec.DecodeError, msgspec.ValidationError):
             pass
         else:
-            if _acceptable(event) and _within(event, limits):
+            # A message shorter than the string limit cannot hold a longer string, nor one of fewer
+            # bytes than 6 per feature ("a":1,) more features than the limit.
+            short = len(value) <= min(limits.max_string_chars, 6 * limits.max_features)
+            if _acceptable(event) and (short or _within(event, limits)):
                 return event
     # The contract's own validation: a form the fast path does not take, or the reason it fails.
     return _from_contract(parse_event(value, model, limits))

@@ -39,6 +39,8 @@ class JoinOutcome:
     status: JoinStatus
     prediction: Record | None = None
     label: Record | None = None
+    stored: bool = False
+    """Whether the store's entry was written (a new entry, or the join completed now)."""
 
 
 def prediction_record(
@@ -74,11 +76,14 @@ def read_at(record: Record, consumed: str) -> Record:
     return record
 
 
+_WAITING = JoinOutcome(JoinStatus.WAITING, stored=True)
+
+
 def _arrive(store: MutableMapping[str, Any], key: str, side: str, record: Record) -> JoinOutcome:
     entry = store.get(key)
     if entry is None:
         store[key] = {side: record}
-        return JoinOutcome(JoinStatus.WAITING)
+        return _WAITING
     if side in entry:
         mine = entry[side]
         if mine["o"] != record["o"]:
@@ -90,7 +95,7 @@ def _arrive(store: MutableMapping[str, Any], key: str, side: str, record: Record
         return JoinOutcome(JoinStatus.ALREADY_STORED)
     joined = {**entry, side: record, "j": record["o"]}
     store[key] = joined
-    return JoinOutcome(JoinStatus.JOINED, joined.get("p"), joined.get("l"))
+    return JoinOutcome(JoinStatus.JOINED, joined.get("p"), joined.get("l"), stored=True)
 
 
 def on_prediction(store: MutableMapping[str, Any], prediction_id: str, record: Record) -> JoinOutcome:

@@ -46,6 +46,14 @@ class JoinState(MutableMapping[str, Entry]):
         self._entries: dict[str, Entry] = {}
         self._changed: dict[str, Entry | None] = {}
 
+    @property
+    def entries(self) -> dict[str, Entry]:
+        """The plain dict, for the hot path: whoever writes to it calls :meth:`written` for the key."""
+        return self._entries
+
+    def written(self, key: str) -> None:
+        self._changed[key] = self._entries[key]
+
     # -- the mapping the join reads and writes -----------------------------------------------------
     def __getitem__(self, key: str) -> Entry:
         return self._entries[key]

@@ -159,6 +159,10 @@ class Stage1:
         self.stats = Stage1Stats()
         self._ttl_ms = {m: int(parse_duration(s.label_ttl).total_seconds() * 1000) for m, s in specs.items()}
         self._max_age = {m: self.limits.max_age_ms(s) for m, s in specs.items()}
+        self._segment_tags = {m: list(s.segments) for m, s in specs.items()}
+        self._required = {
+            m: (s.required_features(), frozenset(s.required_features())) for m, s in specs.items()
+        }
         self._last_read: dict[tuple[str, int], int] = {}
 
     # -- partitions --------------------------------------------------------------------------------
@@ -258,9 +262,10 @@ class Stage1:
         routed = topic not in self._kinds
         now_ms = int(self.clock() * 1000)
         kept: list[_Kept] = []  # message, event, origin, consumed
+        chunk.touch(messages[0].offset() or 0)
+        chunk.touch(messages[-1].offset() or 0)
         for message in messages:
             offset = message.offset() or 0
-            chunk.touch(offset)
             consumed = f"{topic}|{partition}|{offset}"
             if routed:
                 found = read_headers(message.headers())
@@ -308,8 +313,8 @@ class Stage1:
                 t = int(ts[i])
                 if not now_ms - self._max_age[event.model_id] <= t <= now_ms + self.limits.max_future_skew_ms:
                     check_event_time(t, now_ms, self.limits, spec)  # raises with the reason
-                if isinstance(event, Prediction):
-                    _check_prediction(event, spec)
+                if type(event) is Prediction:
+                    _check_prediction(event, spec, self._required[event.model_id])
                 event.ts = t
             except InvalidEvent as error:
                 self._dead(message, error)
@@ -335,66 +340,83 @@ class Stage1:
 
     def _join_and_fold(self, chunk: Chunk, kept: list[_Kept], now_ms: int) -> None:
         state = self.join_state(chunk.partition)
-        window_ms = self.window_ms
-        groups: dict[BundleKey, _Group] = defaultdict(_Group)
+        entries, written = state.entries, state.written
+        window_ms, lateness = self.window_ms, self.allowed_lateness_ms
+        marks = chunk.watermarks
+        stats = self.stats
+        groups: dict[tuple[str, str, str, int], _Group] = defaultdict(_Group)
         predictions: list[Prediction] = []
         ingest: list[int] = []
         rows_message: list[Message] = []  # the message of each prediction row
         for message, event, origin, consumed in kept:
-            t = int(event.ts)  # type: ignore[arg-type]
-            if isinstance(event, Prediction):
-                self.stats.predictions += 1
-                spec = self.specs[event.model_id]
-                clock = (event.model_id, event.model_version)
-                start = t - t % window_ms
-                is_late = chunk.watermark(*clock) >= start + window_ms + self.allowed_lateness_ms
-                chunk.touch(message.offset() or 0, clock, t)
-                segments = [""] + [f"{tag}={event.tags[tag]}" for tag in spec.segments if tag in event.tags]
-                record = prediction_record(
-                    event.model_id, event.model_version, t, event.prediction, event.score, event.scores,
-                    segments, origin,
-                )  # fmt: skip
+            t = event.ts
+            if type(event) is Prediction:
+                model, version, tags = event.model_id, event.model_version, event.tags
+                clock = (model, version)
+                start = t - t % window_ms  # type: ignore[operator]
+                mark = marks.get(clock, 0)
+                is_late = mark >= start + window_ms + lateness
+                if t > mark:  # type: ignore[operator]
+                    marks[clock] = t  # type: ignore[assignment]
+                wanted = self._segment_tags[model]
+                segments = (
+                    [""] + [f"{tag}={tags[tag]}" for tag in wanted if tag in tags]
+                    if wanted and tags
+                    else [""]
+                )
+                record = prediction_record(model, version, t, event.prediction, event.score, event.scores,  # type: ignore[arg-type]
+                                           segments, origin)  # fmt: skip
                 if origin != consumed:
                     read_at(record, consumed)
-                outcome = on_prediction(state, str(event.prediction_id), record)
-                if outcome.status is JoinStatus.COPY:
-                    self.stats.routed_copies += 1
+                pid = str(event.prediction_id)
+                outcome = on_prediction(entries, pid, record)
+                if outcome.stored:
+                    written(pid)
+                status = outcome.status
+                if status is JoinStatus.COPY:
+                    stats.routed_copies += 1
                     continue
+                stats.predictions += 1
                 row = len(predictions)
                 predictions.append(event)
                 stamp = message.timestamp()
                 ingest.append(stamp[1] if stamp[0] else now_ms)
                 rows_message.append(message)
                 for segment in segments:
-                    group = groups[BundleKey(event.model_id, event.model_version, segment, start, window_ms)]
+                    group = groups[(model, version, segment, start)]
                     group.rows.append(row)
                     group.late += is_late
             else:
-                self.stats.labels += 1
                 record = label_record(event.label, t, origin)
                 if origin != consumed:
                     read_at(record, consumed)
-                outcome = on_label(state, event.prediction_id, record)
-                if outcome.status is JoinStatus.COPY:
-                    self.stats.routed_copies += 1
+                outcome = on_label(entries, event.prediction_id, record)  # type: ignore[union-attr]
+                if outcome.stored:
+                    written(event.prediction_id)  # type: ignore[union-attr]
+                status = outcome.status
+                if status is JoinStatus.COPY:
+                    stats.routed_copies += 1
                     continue
-            if outcome.status is JoinStatus.DUPLICATE:
-                if isinstance(event, Prediction):
-                    self.stats.duplicate_predictions += 1
+                stats.labels += 1
+            if status is JoinStatus.DUPLICATE:
+                if type(event) is Prediction:
+                    stats.duplicate_predictions += 1
                 else:
-                    self.stats.duplicate_labels += 1
-            elif outcome.status is JoinStatus.JOINED and outcome.prediction and outcome.label:
-                self.stats.joined += 1
+                    stats.duplicate_labels += 1
+            elif status is JoinStatus.JOINED and outcome.prediction and outcome.label:
+                stats.joined += 1
                 p, lab = outcome.prediction, outcome.label
-                if isinstance(event, Label):
+                if type(event) is Label:
                     chunk.touch(message.offset() or 0, (p["m"], p["v"]), lab["t"])
                 start = p["t"] - p["t"] % window_ms
                 pair = JoinedPair(p["y"], p["sc"], p["ss"], lab["y"], p["t"], lab["t"])
                 for segment in p["s"]:
-                    groups[BundleKey(p["m"], p["v"], segment, start, window_ms)].pairs.append((pair, message))
+                    groups[(p["m"], p["v"], segment, start)].pairs.append((pair, message))
         columns = _columns(predictions, ingest)
-        for key, group in groups.items():
-            self._fold(chunk, key, group, columns, rows_message)
+        for (model, version, segment, start), group in groups.items():
+            self._fold(
+                chunk, BundleKey(model, version, segment, start, window_ms), group, columns, rows_message
+            )
 
     def _fold(self, chunk: Chunk, key: BundleKey, group: _Group, columns: PredictionColumns,
               rows_message: list[Message]) -> None:  # fmt: skip
@@ -446,11 +468,13 @@ class Stage1:
             chunk.add(key, reference_id(profile), bundle)
 
 
-def _check_prediction(event: Prediction, spec: ModelSpec) -> None:
+def _check_prediction(event: Prediction, spec: ModelSpec, required: tuple[list[str], frozenset[str]]) -> None:
     """What makes a prediction unusable for its model (softer problems are fidelity metrics)."""
     features = event.features
-    missing = [name for name in spec.required_features() if features.get(name) is None]
-    if missing:
+    names, name_set = required
+    # In C for the usual case (all present and not null); the names only when some are missing.
+    if names and (not features.keys() >= name_set or None in map(features.__getitem__, names)):
+        missing = [name for name in names if features.get(name) is None]
         raise InvalidEvent("missing_required_feature", f"required feature(s) missing or null: {missing}")
     if spec.task is Task.REGRESSION and isinstance(event.prediction, str):
         raise InvalidEvent("prediction_type", "a regression model's prediction must be a number")
