@@ -15,6 +15,9 @@ FeatureValue = float | int | str | bool | None
 """A feature value: number, string, boolean or null (missing)."""
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -36,14 +39,16 @@ def parse_timestamp(value: Any) -> datetime:
             parsed = value
         elif isinstance(value, bool):
             raise ValueError("a timestamp is ISO-8601 text or epoch milliseconds, not a boolean")
-        elif isinstance(value, int | float):
+        elif isinstance(value, int):
+            parsed = _EPOCH + timedelta(milliseconds=value)  # exact: no float on the way
+        elif isinstance(value, float):
             if not math.isfinite(value):
                 raise ValueError("epoch milliseconds must be finite")
             parsed = datetime.fromtimestamp(value / 1000.0, tz=UTC)
         elif isinstance(value, str):
             text = value.strip()
             if text.lstrip("-").isdigit():
-                parsed = datetime.fromtimestamp(int(text) / 1000.0, tz=UTC)
+                parsed = _EPOCH + timedelta(milliseconds=int(text))
             else:
                 parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         else:
@@ -56,9 +61,6 @@ def parse_timestamp(value: Any) -> datetime:
         # Out-of-range epochs and dates raise these, which pydantic does not turn into a
         # ValidationError: one bad message would crash the worker instead of being dead-lettered.
         raise ValueError(f"timestamp {value!r} is out of the supported range (years 1-9999)") from error
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -136,6 +138,13 @@ class GroundTruthEvent(_Event):
     model_id: str = Field(min_length=1)
     label: float | int | str = Field(description="The true class or value.")
     ts: Timestamp = Field(default_factory=_now)
+
+    @field_validator("label")
+    @classmethod
+    def _finite_label(cls, value: float | int | str) -> float | int | str:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("label must be a finite number or a string")
+        return value
 
 
 class MetricPoint(_Event):

@@ -19,16 +19,20 @@ undelivered.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
+import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from modelmon.events import FeatureValue, GroundTruthEvent, PredictionEvent, model_to_json
+from modelmon.events import FeatureValue, GroundTruthEvent, PredictionEvent, epoch_ms
 from modelmon.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -53,11 +57,84 @@ class BufferFullError(RuntimeError):
     """The local send queue stayed full for ``max_block`` seconds (broker slow or down)."""
 
 
+class _Ids:
+    """Prediction ids in UUID4 form: 74 random bits per client process, then a 48-bit counter.
+
+    Unique across processes (the random part is drawn anew in each process, forked children too)
+    and within one (the counter), at a fraction of ``uuid.uuid4()``'s cost per id; thread-safe
+    (``next`` on ``itertools.count`` is atomic).
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        h = os.urandom(16).hex()
+        self._prefix = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-"
+        self._count = itertools.count(int(h[20:28], 16))
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._count) & 0xFFFFFFFFFFFF:012x}"
+
+
+# The variant bits of RFC 4122: the first hex digit of the fourth group is 8, 9, a or b.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+_new_id = _Ids()
+_FEATURE_TYPES = frozenset({float, int, str, bool, type(None)})
+_TEXT = frozenset({str})
+
+
+def _finite_number(value: Any) -> bool:
+    kind = type(value)
+    return kind is int or (kind is float and math.isfinite(value))
+
+
+def _probability(value: Any) -> bool:
+    kind = type(value)
+    return (kind is float or kind is int) and 0.0 <= value <= 1.0
+
+
+def _simple_prediction(
+    model_id: Any, model_version: Any, prediction_id: Any, features: Any, prediction: Any, score: Any,
+    scores: Any, tags: Any,
+) -> bool:  # fmt: skip
+    """Whether the contract surely accepts these values as they are (the common case, checked in C)."""
+    return (
+        type(model_id) is str and model_id != "" and type(model_version) is str and model_version != ""
+        and (prediction_id is None or (type(prediction_id) is str and prediction_id != ""))
+        and type(features) is dict and _FEATURE_TYPES.issuperset(map(type, features.values()))
+        and _TEXT.issuperset(map(type, features))
+        and (type(prediction) is str or _finite_number(prediction))
+        and (score is None or _probability(score))
+        and (scores is None or (type(scores) is dict and all(map(_probability, scores.values()))
+                                and _TEXT.issuperset(map(type, scores))))
+        and (tags is None or (type(tags) is dict and _TEXT.issuperset(map(type, tags.values()))
+                              and _TEXT.issuperset(map(type, tags))))
+    )  # fmt: skip
+
+
+def _epoch_ms(ts: Any) -> int | None:
+    """Epoch ms of now, an int (already ms) or an aware datetime; None: left for the contract to parse."""
+    if ts is None:
+        return int(time.time() * 1000)
+    if type(ts) is int:
+        return ts if -62_000_000_000_000 <= ts <= 250_000_000_000_000 else None
+    if type(ts) is datetime and ts.tzinfo is not None:
+        return epoch_ms(ts)
+    return None
+
+
 class MonitorClient:
     """Logs predictions and ground truth to modelmon's Kafka topics.
 
     ``producer_config`` is passed to confluent-kafka (librdkafka names, e.g.
     ``security.protocol="SASL_SSL"``) and overrides :data:`DEFAULT_PRODUCER_CONFIG`.
+
+    Events are checked at the call with the contract's rules (``modelmon.events``): the usual
+    values (str, int, float, bool, None) by a check that runs mostly in C, anything else by the
+    contract's pydantic models, whose ``ValidationError`` says what is wrong. The event time is sent
+    as epoch milliseconds.
     """
 
     def __init__(
@@ -72,16 +149,23 @@ class MonitorClient:
         if max_block < 0:
             raise ValueError("max_block must be >= 0 seconds")
         self.topics = Topics(topic_prefix)
+        self._predictions, self._ground_truth = self.topics.predictions, self.topics.ground_truth
         self.max_block = max_block
         self.on_error = on_error
-        self.delivered = 0
         self.failed = 0
+        self._produced = 0
         config = {**DEFAULT_PRODUCER_CONFIG, **producer_config, "bootstrap.servers": bootstrap_servers}
-        self._producer = Producer(config)
+        # Delivery reports for failures only: a successful message costs no Python callback.
+        config["delivery.report.only.error"] = True
+        self._producer = Producer({**config, "on_delivery": self._on_delivery})
+
+    @property
+    def delivered(self) -> int:
+        """Messages the broker acknowledged (as of the last ``poll``/``flush``)."""
+        return self._produced - self.failed - len(self._producer)
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
-            self.delivered += 1
             return
         self.failed += 1
         if self.on_error is not None:
@@ -90,19 +174,28 @@ class MonitorClient:
             log.error("modelmon: delivery to %s failed: %s", message.topic(), error)
 
     def _produce(self, topic: str, key: str, value: bytes) -> None:
+        try:
+            self._producer.produce(topic, value, key.encode())
+        except BufferError:
+            self._produce_blocking(topic, key, value)
+        self._produced += 1
+        if self._produced & 1023 == 0:
+            self._producer.poll(0)  # serves failure reports now and then
+
+    def _produce_blocking(self, topic: str, key: str, value: bytes) -> None:
         deadline = time.monotonic() + self.max_block
         while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BufferFullError(
+                    f"send queue full for {self.max_block}s; the broker is slow or unreachable"
+                )
+            self._producer.poll(min(remaining, 0.05))
             try:
-                self._producer.produce(topic, key=key.encode(), value=value, on_delivery=self._on_delivery)
-                break
+                self._producer.produce(topic, value, key.encode())
+                return
             except BufferError:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise BufferFullError(
-                        f"send queue full for {self.max_block}s; the broker is slow or unreachable"
-                    ) from None
-                self._producer.poll(min(remaining, 0.05))
-        self._producer.poll(0)
+                continue
 
     def log_prediction(
         self,
@@ -117,11 +210,40 @@ class MonitorClient:
         ts: datetime | int | str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> str:
-        """Enqueue one prediction; returns its prediction id (generated when not given).
+        """Enqueue one prediction; returns its prediction id (a new UUID4 when not given).
 
         Raises ``pydantic.ValidationError`` for an event that breaks the contract, so mistakes
         show up in the caller's tests rather than in the dead-letter topic.
         """
+        ts_ms = _epoch_ms(ts)
+        if ts_ms is None or not _simple_prediction(
+            model_id, model_version, prediction_id, features, prediction, score, scores, tags
+        ):
+            return self._log_prediction_checked(
+                model_id, features, prediction, model_version, prediction_id, score, scores, ts, tags
+            )
+        pid = prediction_id or _new_id()
+        value = orjson.dumps(
+            {
+                "prediction_id": pid,
+                "model_id": model_id,
+                "model_version": model_version,
+                "ts": ts_ms,
+                "features": features,
+                "prediction": prediction,
+                "score": score,
+                "scores": scores,
+                "tags": tags or {},
+            }
+        )
+        self._produce(self._predictions, pid, value)
+        return pid
+
+    def _log_prediction_checked(
+        self, model_id: Any, features: Any, prediction: Any, model_version: Any, prediction_id: Any,
+        score: Any, scores: Any, ts: Any, tags: Any,
+    ) -> str:  # fmt: skip
+        """The contract's own validation (raises ``ValidationError``), then the same message."""
         fields: dict[str, Any] = {
             "model_id": model_id,
             "model_version": model_version,
@@ -130,13 +252,13 @@ class MonitorClient:
             "score": score,
             "scores": dict(scores) if scores is not None else None,
             "tags": dict(tags or {}),
+            "prediction_id": prediction_id if prediction_id is not None else _new_id(),
         }
-        if prediction_id is not None:
-            fields["prediction_id"] = prediction_id
         if ts is not None:
             fields["ts"] = ts
         event = PredictionEvent.model_validate(fields)
-        self._produce(self.topics.predictions, event.prediction_id, model_to_json(event))
+        value = orjson.dumps(event.model_dump(mode="json") | {"ts": epoch_ms(event.ts)})
+        self._produce(self._predictions, event.prediction_id, value)
         return event.prediction_id
 
     def log_ground_truth(
@@ -147,15 +269,27 @@ class MonitorClient:
         ts: datetime | int | str | None = None,
     ) -> None:
         """Enqueue the true label of an earlier (or later) prediction."""
+        ts_ms = _epoch_ms(ts)
+        if (
+            ts_ms is not None and type(model_id) is str and model_id != "" and type(prediction_id) is str
+            and prediction_id != "" and (type(label) is str or _finite_number(label))
+        ):  # fmt: skip
+            value = orjson.dumps(
+                {"prediction_id": prediction_id, "model_id": model_id, "label": label, "ts": ts_ms}
+            )
+            self._produce(self._ground_truth, prediction_id, value)
+            return
         fields: dict[str, Any] = {"model_id": model_id, "prediction_id": prediction_id, "label": label}
         if ts is not None:
             fields["ts"] = ts
         event = GroundTruthEvent.model_validate(fields)
-        self._produce(self.topics.ground_truth, event.prediction_id, model_to_json(event))
+        value = orjson.dumps(event.model_dump(mode="json") | {"ts": epoch_ms(event.ts)})
+        self._produce(self._ground_truth, event.prediction_id, value)
 
     def produce_raw(self, topic: str, value: bytes, key: str | None = None) -> None:
         """Send bytes as they are (for tools and tests that need malformed messages)."""
         self._producer.produce(topic, key=key.encode() if key else None, value=value)
+        self._produced += 1
         self._producer.poll(0)
 
     def flush(self, timeout: float = 10.0) -> int:

@@ -98,7 +98,7 @@ def test_log_prediction_lands_keyed_by_its_id_with_the_contract_fields(
         "prediction_id": "req-1",
         "model_id": "fraud",
         "model_version": "4",
-        "ts": "2024-05-01T10:00:00Z",
+        "ts": 1714557600000,  # epoch milliseconds: the worker reads them without parsing text
         "features": {"amount": 12.5, "n": 3, "new_device": True, "country": "DE", "age": None},
         "prediction": 1,
         "score": 0.875,
@@ -135,7 +135,7 @@ def test_log_ground_truth_lands_on_the_ground_truth_topic(
         "prediction_id": "req-1",
         "model_id": "fraud",
         "label": 0,
-        "ts": "2024-05-01T10:00:00Z",
+        "ts": 1714557600000,
     }
     assert read_all(kafka_broker, topics.predictions) == []
 
