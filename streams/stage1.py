@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -387,12 +387,13 @@ class Stage1:
                     group.rows.append(row)
                     group.late += is_late
             else:
-                record = label_record(event.label, t, origin)
+                label = cast(Label, event)
+                record = label_record(label.label, cast(int, t), origin)
                 if origin != consumed:
                     read_at(record, consumed)
-                outcome = on_label(entries, event.prediction_id, record)  # type: ignore[union-attr]
+                outcome = on_label(entries, label.prediction_id, record)
                 if outcome.stored:
-                    written(event.prediction_id)  # type: ignore[union-attr]
+                    written(label.prediction_id)
                 status = outcome.status
                 if status is JoinStatus.COPY:
                     stats.routed_copies += 1

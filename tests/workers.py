@@ -96,3 +96,42 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.5)
             return True
         time.sleep(interval)
     return check()
+
+
+class SinkProcess:
+    """A `modelmon sink` subprocess with its log in a file (it owns its chDB directory while it runs)."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        env = {**os.environ, **settings.to_env()}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "modelmon", "sink"],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM (the sink finishes its batch, leaves its group, exits 0), SIGKILL after ``timeout``."""
+        if self.alive:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+        self._log.close()
