@@ -21,12 +21,13 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 import orjson
+from confluent_kafka import Producer
 from faust.types import EventT, StreamT
 from pydantic import SecretStr, ValidationError
 
@@ -38,6 +39,7 @@ from retrain_trigger.rules import RuleEngine
 from sinks.webhooks import DeliveryResult, Notification, WebhookNotifier
 from streams.app import changelog_partition_of, publish_all, seeker
 from streams.batching import Acknowledger, EventBatcher, StartOf
+from streams.state import StateStores
 from streams.validation import InvalidEvent, processing_error
 from streams.validation import dead_letter as dead_letter_of
 
@@ -68,6 +70,9 @@ class AlertEvaluator:
         alerts_topic: faust.TopicT,
         retrain_topic: faust.TopicT,
         dead_topic: faust.TopicT,
+        *,
+        flush_state: Callable[[], Awaitable[None]] | None = None,
+        state_ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.specs = {m: s for m, s in specs.items() if s.alerts or s.retrain.enabled}
         self.rule_store = rule_store
@@ -75,9 +80,13 @@ class AlertEvaluator:
         self.alerts_topic = alerts_topic
         self.retrain_topic = retrain_topic
         self.dead_topic = dead_topic
+        self.flush_state = flush_state
+        self.state_ready = state_ready
         self.stats = AlertingStats()
 
     async def process(self, acks: Acknowledger, events: Sequence[EventT]) -> None:
+        if self.state_ready is not None:
+            await self.state_ready()  # the rule and policy state of this assignment is restored
         by_model: dict[str, list[tuple[EventT, MetricPoint]]] = defaultdict(list)
         letters: list[DeadLetter] = []
         for event in events:
@@ -119,6 +128,8 @@ class AlertEvaluator:
             with changelog_partition_of(anchor):
                 self.rule_store[model_id] = rules_state
                 self.policy_store[model_id] = policy_state
+        if saves and self.flush_state is not None:
+            await self.flush_state()  # the state is logged before its points are released
         self.stats.transitions += len(alerts)
         self.stats.retrain_requests += len(requests)
         for event in events:
@@ -226,7 +237,13 @@ class Alerting:
 
 
 def register_alerting(
-    app: faust.App, settings: Settings, specs: dict[str, ModelSpec], start_offsets: StartOf | None = None
+    app: faust.App,
+    settings: Settings,
+    specs: dict[str, ModelSpec],
+    start_offsets: StartOf | None = None,
+    *,
+    partitions: int,
+    producer: Producer,
 ) -> Alerting:
     """Declare the alert-rules and alert-notifier agents and their tables on ``app``."""
     topics = settings.topics
@@ -236,13 +253,17 @@ def register_alerting(
     alerts_topic = app.topic(topics.alerts, **raw)
     retrain_topic = app.topic(topics.retrain_requests, **raw)
     dead = app.topic(topics.dead_letter, **raw)
+    state = StateStores(app, settings, topics.monitor_metrics, ["alert-rules", "retrain-policy"], partitions,
+                        producer)  # fmt: skip
     evaluator = AlertEvaluator(
         specs,
-        app.Table("alert-rules", default=None),
-        app.Table("retrain-policy", default=None),
+        state["alert-rules"],
+        state["retrain-policy"],
         alerts_topic,
         retrain_topic,
         dead,
+        flush_state=state.flush,
+        state_ready=state.ready,
     )
 
     async def dead_letter(letter: DeadLetter) -> None:

@@ -11,7 +11,6 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 import faust
 from confluent_kafka import Consumer, TopicPartition
@@ -106,9 +105,7 @@ def build_app(settings: Settings, *, partitions: int) -> faust.App:
         settings.app_id,
         broker=broker_url(settings.kafka_bootstrap),
         broker_credentials=broker_credentials(settings.kafka_config),
-        store=settings.table_store,
-        # Tables whose writes name their changelog partition (our batches mix partitions).
-        Table=PartitionedTable,
+        store="memory://",  # the agents' state is in streams.state, not in faust tables
         datadir=str(settings.worker_data_dir),
         topic_partitions=partitions,
         topic_replication_factor=settings.topic_replication,
@@ -135,25 +132,20 @@ def build_app(settings: Settings, *, partitions: int) -> faust.App:
     return app
 
 
-class PartitionedTable(faust.Table):
-    """A faust table whose writes inside :func:`changelog_partition_of` go to the partition it names.
-
-    faust sends a table write to the changelog partition of the event being iterated; our agents
-    process batches that mix partitions, so they name the partition of each write instead, through
-    faust's public ``partition_for_key`` (overridden here) and a context variable of our own.
-    """
-
-    def partition_for_key(self, key: Any) -> int | None:
-        partition = _WRITE_PARTITION.get()
-        return super().partition_for_key(key) if partition is None else partition
-
-
 _WRITE_PARTITION: contextvars.ContextVar[int | None] = contextvars.ContextVar("write_partition", default=None)
+
+
+def write_partition() -> int | None:
+    """The partition named by the innermost :func:`changelog_partition_of` (None outside one)."""
+    return _WRITE_PARTITION.get()
 
 
 @contextmanager
 def changelog_partition_of(event: EventT) -> Iterator[None]:
-    """Make :class:`PartitionedTable` writes inside the block go to the changelog partition of ``event``."""
+    """Make state writes inside the block go to the partition of ``event`` (``streams.state``).
+
+    Our agents process batches that mix partitions: each write names the partition it belongs to.
+    """
     token = _WRITE_PARTITION.set(event.message.partition)
     try:
         yield

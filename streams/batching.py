@@ -52,7 +52,7 @@ def is_infrastructure_error(error: BaseException) -> bool:
     if isinstance(error, ConnectionError | TimeoutError | asyncio.TimeoutError):
         return True
     module = type(error).__module__
-    return module.startswith(("aiokafka", "kafka", "confluent_kafka"))
+    return module.startswith(("aiokafka", "kafka", "confluent_kafka", "faust.exceptions", "streams.state"))
 
 
 class EventBatcher:

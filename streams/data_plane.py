@@ -64,6 +64,13 @@ def joins_topic(prefix: str) -> str:
     return f"{prefix}{JOINS}"
 
 
+_REBALANCING = {
+    KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError._ASSIGNMENT_LOST, KafkaError._NO_OFFSET, KafkaError._STATE,
+}  # fmt: skip
+"""Commit errors of a group in the middle of a rebalance: nothing is lost, the commit is skipped."""
+
+
 class DeliveryFailed(RuntimeError):
     """An output could not be delivered: nothing past it may be committed."""
 
@@ -241,10 +248,20 @@ class DataPlane:
         for tp, offset in self.stage1.commit_offsets().items():
             if (only is None or tp in only) and offset > self._committed.get(tp, -1):
                 offsets.append(TopicPartition(tp[0], tp[1], offset))
-        if offsets:
+        if not offsets:
+            return
+        try:
             consumer.commit(offsets=offsets, asynchronous=False)
-            for item in offsets:
-                self._committed[(item.topic, item.partition)] = item.offset
+        except KafkaException as error:
+            code = error.args[0].code() if error.args else None
+            if code not in _REBALANCING:
+                raise
+            # The group is rebalancing: the partitions' next owner (maybe this worker) reads from the
+            # last commit and rebuilds what this one had not committed yet.
+            log.info("commit skipped during a rebalance: %s", error)
+            return
+        for item in offsets:
+            self._committed[(item.topic, item.partition)] = item.offset
 
     # -- rebalances ----------------------------------------------------------------------------------
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -264,41 +281,51 @@ class DataPlane:
         log.info("data plane: revoked %s", sorted(revoked))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        numbers = sorted({tp.partition for tp in partitions})
-        for number in numbers:
-            self._restore(number)
+        self._restore(sorted({tp.partition for tp in partitions}))
         log.info("data plane: assigned %s", sorted((tp.topic, tp.partition) for tp in partitions))
 
-    def _restore(self, partition: int) -> None:
-        """The join state of ``partition``: kept from before the rebalance, or read from its changelog."""
+    def _restore(self, numbers: list[int]) -> None:
+        """The join state of each partition: kept from before the rebalance, or read from its changelog.
+
+        Runs inside the rebalance callback, before any message of the partitions is processed; all
+        partitions are read with one consumer, in short polls, so a small changelog costs milliseconds.
+        """
         reader = Consumer({**self.settings.kafka_common(), "group.id": f"{self.group_id}-restore",
                            "enable.auto.commit": False})  # fmt: skip
         try:
-            low, high = reader.get_watermark_offsets(TopicPartition(self.joins_topic, partition), timeout=30)
-            parked = self._parked.pop(partition, None)
-            if parked is not None and self._changelog_end.get(partition) == high:
-                self.stage1.joins[partition] = parked  # nobody wrote to it since: our state is current
+            ends: dict[int, int] = {}
+            for partition in numbers:
+                low, high = reader.get_watermark_offsets(
+                    TopicPartition(self.joins_topic, partition), timeout=30
+                )
+                parked = self._parked.pop(partition, None)
+                if parked is not None and self._changelog_end.get(partition) == high:
+                    self.stage1.joins[partition] = parked  # nobody wrote to it since: our state is current
+                elif high > low:
+                    self.stage1.joins.pop(partition, None)
+                    ends[partition] = high
+            if not ends:
                 return
-            state = self.stage1.join_state(partition)
-            if high <= low:
-                return
-            reader.assign([TopicPartition(self.joins_topic, partition, OFFSET_BEGINNING)])
             started, applied = time.monotonic(), 0
-            while True:
-                batch = reader.consume(10_000, timeout=1.0)
-                for message in batch:
-                    if message.error() is None:
-                        state.apply(message.value())
-                        applied += 1
-                if batch and (batch[-1].offset() or 0) + 1 >= high:
-                    break
-                if not batch and time.monotonic() - started > 60:
-                    raise DeliveryFailed(f"could not read {self.joins_topic}[{partition}] up to {high}")
-            self._changelog_end[partition] = high
-            self.restored_entries += len(state)
+            reader.assign([TopicPartition(self.joins_topic, p, OFFSET_BEGINNING) for p in ends])
+            remaining = dict(ends)
+            while remaining:
+                for message in reader.consume(5000, timeout=0.05):
+                    if message.error() is not None:
+                        continue
+                    partition = message.partition() or 0
+                    self.stage1.join_state(partition).apply(message.value())
+                    applied += 1
+                    if (message.offset() or 0) + 1 >= remaining.get(partition, 0):
+                        remaining.pop(partition, None)
+                if remaining and time.monotonic() - started > 120:
+                    raise DeliveryFailed(f"could not read {self.joins_topic} {sorted(remaining)} in 120 s")
+            self._changelog_end.update(ends)
+            entries = sum(len(self.stage1.join_state(p)) for p in ends)
+            self.restored_entries += entries
             log.info(
-                "restored the join state of partition %d: %d entries from %d changelog messages in %.1f s",
-                partition, len(state), applied, time.monotonic() - started,
+                "restored the join state of partitions %s: %d entries from %d changelog messages in %.2f s",
+                sorted(ends), entries, applied, time.monotonic() - started,
             )  # fmt: skip
         finally:
             reader.close()

@@ -23,6 +23,7 @@ from streams.auto_reference import ReferenceTopicPublisher
 from streams.data_plane import DataPlane, joins_topic
 from streams.references import ReferenceCatalog
 from streams.routing import repartition_topic
+from streams.state import state_producer
 from streams.topology import partials_topic_name, register_topology
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ def build_worker(settings: Settings) -> Worker:
         log.warning("reference profiles not fully read after 30 s; drift waits for them")
     app = build_app(settings, partitions=partitions)
     start_offsets = StartOffsets(settings)
+    producer = state_producer(settings)
     register_topology(
         app,
         settings,
@@ -96,8 +98,10 @@ def build_worker(settings: Settings) -> Worker:
         publish_reference=ReferenceTopicPublisher(settings),
         references_ready=lambda: catalog.caught_up,
         start_offsets=start_offsets,
+        partitions=partitions,
+        producer=producer,
     )
-    register_alerting(app, settings, specs, start_offsets)
+    register_alerting(app, settings, specs, start_offsets, partitions=partitions, producer=producer)
     plane = DataPlane(
         settings,
         specs,

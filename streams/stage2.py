@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -195,6 +195,8 @@ class Stage2:
         max_age_ms: Callable[[str], int] = lambda _model: 7 * 86_400_000,
         dead_topic: faust.TopicT | None = None,
         fragment_timeout_seconds: float = 600.0,
+        flush_state: Callable[[], Awaitable[None]] | None = None,
+        state_ready: Callable[[], Awaitable[None]] | None = None,
         change: ChangeTracker | None = None,
         auto_references: AutoReferenceBuilder | None = None,
     ) -> None:
@@ -211,6 +213,8 @@ class Stage2:
         self._max_age = max_age_ms
         self.dead_topic = dead_topic
         self.fragment_timeout_seconds = fragment_timeout_seconds
+        self.flush_state = flush_state
+        self.state_ready = state_ready
         self._swept_at = time.monotonic()
         self.change = change
         self.auto_references = auto_references
@@ -221,6 +225,8 @@ class Stage2:
         self.stats = Stage2Stats()
 
     async def process(self, acks: Acknowledger, events: Sequence[EventT]) -> None:
+        if self.state_ready is not None:
+            await self.state_ready()  # closed windows and detectors of this assignment are restored
         for event in events:
             try:
                 item = parse_message(event.message.value)
@@ -430,6 +436,10 @@ class Stage2:
                 self.auto_references.observe(part.key, part.reference_id, own, part.partition)
         if change is not None and self.change is not None and held_by is not None:
             self.change.save(change, held_by.held[0])
+        if self.flush_state is not None:
+            await (
+                self.flush_state()
+            )  # saved windows and detectors are logged before the partials are released
         for part in parts:
             await release(acks, part.held)
             part.held.clear()

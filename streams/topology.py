@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import faust
+from confluent_kafka import Producer
 from faust.types import StreamT
 
 from modelmon.events import model_to_json
@@ -19,6 +20,7 @@ from streams.batching import EventBatcher, StartOf
 from streams.change import ChangeTracker
 from streams.stage1 import ReferenceLookup
 from streams.stage2 import Stage2
+from streams.state import StateStores
 from streams.validation import EventLimits, dead_letter, processing_error
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ def register_topology(
     publish_reference: Publish | None = None,
     references_ready: Callable[[], bool] = lambda: True,
     start_offsets: StartOf | None = None,
+    partitions: int,
+    producer: Producer,
 ) -> Stage2:
     """Declare stage 2 (partials, keyed by model) on ``app``; stage 1 runs on the data plane.
 
@@ -58,8 +62,9 @@ def register_topology(
     partials = app.topic(partials_topic_name(settings), **raw)
     metrics = app.topic(topics.monitor_metrics, **raw)
     dead = app.topic(topics.dead_letter, **raw)
-    closed_windows = app.Table("closed-windows", default=None)
-    change_detectors = app.Table("change-detectors", default=None)
+    state = StateStores(app, settings, partials_topic_name(settings), ["closed-windows", "change-detectors"],
+                        partitions, producer)  # fmt: skip
+    closed_windows, change_detectors = state["closed-windows"], state["change-detectors"]
 
     limits = EventLimits.from_settings(settings)
     stage2 = Stage2(
@@ -73,6 +78,8 @@ def register_topology(
         clock_inputs=lambda source: source.startswith(f"{topics.predictions}|"),
         max_age_ms=lambda model_id: limits.max_age_ms(specs.get(model_id)),
         dead_topic=dead,
+        flush_state=state.flush,
+        state_ready=state.ready,
         change=ChangeTracker(specs, change_detectors),
         auto_references=None
         if publish_reference is None
@@ -108,6 +115,7 @@ def register_topology(
     @app.timer(interval=1.0)
     async def close_windows() -> None:
         if running["stage2"]:
+            await state.ready()
             async with batcher.lock:
                 await stage2.close_ready(batcher)
 

@@ -15,11 +15,13 @@ import pytest
 from confluent_kafka import Consumer
 
 from detectors.profiles import ReferenceProfile
+from modelmon.events import epoch_ms, parse_timestamp
 from modelmon.sdk import MonitorClient
 from sinks.consumer import ClickHouseSink
 from sinks.writer import ClickHouseWriter
 from streams.references import publish_reference
 from streams.run import prepare_topics
+from streams.state import state_topic
 from tests.workers import WorkerProcess, make_settings, wait_until, write_spec
 
 pytestmark = pytest.mark.integration
@@ -39,7 +41,7 @@ def window_metric(client: Any, model_id: str, metric: str, feature: str = "") ->
 def change_records(
     bootstrap: str, topic: str, done: Callable[[dict[str, Any]], bool], timeout: float = 30.0
 ) -> dict[str, Any]:
-    """The change detectors' table changelog: the latest record per series, read until ``done``."""
+    """The change detectors' state changelog: the latest record per series, read until ``done``."""
     config = {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex[:6]}"}
     consumer = Consumer({**config, "auto.offset.reset": "earliest"})
     consumer.subscribe([topic])
@@ -48,7 +50,7 @@ def change_records(
     def read() -> bool:
         for message in consumer.consume(500, timeout=0.5):
             if message.error() is None and message.key():
-                latest[orjson.loads(message.key())] = orjson.loads(message.value() or b"null")
+                latest[message.key().decode()] = orjson.loads(message.value() or b"null")
         return done(latest)
 
     try:
@@ -76,7 +78,7 @@ def expected_late(kafka_broker: Any, topic_prefix: str, model_id: str) -> dict[d
                 continue
             value = orjson.loads(message.value())
             if value["model_id"] == model_id:
-                ts_ms = int(datetime.fromisoformat(value["ts"]).timestamp() * 1000)
+                ts_ms = epoch_ms(parse_timestamp(value["ts"]))
                 rows[message.partition()].append((message.offset(), ts_ms))
     finally:
         consumer.close()
@@ -248,10 +250,10 @@ def test_drift_is_flagged_from_the_injected_window_on_not_before(
     assert min(window_metric(clickhouse_client, model_id, "change_detected", "x1")) >= starts[drift_from]
     assert window_metric(clickhouse_client, model_id, "change_detected", "x2") == {}
     assert all(s >= starts[drift_from] for s in window_metric(clickhouse_client, model_id, "change_detected"))
-    # Their state is in the table's changelog: each window fed once (re-emissions are not), the last one last.
+    # Their state is in the store's changelog: each window fed once (re-emissions are not), the last one last.
     series = f"{model_id}|1||feature_drift|x1|psi"
     last_start = int(starts[-1].timestamp() * 1000)
-    changelog = f"{settings.app_id}-change-detectors-changelog"
+    changelog = state_topic(settings, "change-detectors")
     records = change_records(
         kafka_broker.bootstrap,
         changelog,
