@@ -36,6 +36,9 @@ __all__ = [
 MAX_MESSAGE_BYTES = 1_000_000
 """librdkafka's default ``message.max.bytes`` (and Kafka's default limit): larger records are refused."""
 
+IDLE_SLEEP_MAX = 1.0
+"""Longest pause of an idle catalog between two looks at the topic (seconds)."""
+
 QUIET_SECONDS = 1.0
 """With no message for this long, the catalog counts as caught up even if end offsets say otherwise."""
 
@@ -235,9 +238,21 @@ class ReferenceCatalog:
         # The quiet rule counts from the first fetch result only, so a slow first fetch is not
         # mistaken for an empty topic.
         last_message: float | None = None
+        idle = 0.0
         while not self._stop.is_set():
             message = consumer.poll(self.poll_timeout)
             now = time.monotonic()
+            if message is None and self._caught_up.is_set():
+                # Caught up and nothing new: pause the partitions while waiting, or librdkafka would
+                # fetch without a break on the embedded broker (it answers empty fetches at once).
+                # References change rarely; a new one is read within IDLE_SLEEP_MAX seconds.
+                idle = min(max(idle * 2, 0.05), IDLE_SLEEP_MAX)
+                assignment = consumer.assignment()
+                consumer.pause(assignment)
+                self._stop.wait(idle)
+                consumer.resume(assignment)
+                continue
+            idle = 0.0
             if message is not None:
                 last_message = last_message or now
                 error = message.error()
