@@ -52,6 +52,7 @@ NON_DEFAULT: dict[str, Any] = {
     "max_features": 50,
     "max_string_chars": 100,
     "max_partial_bytes": 500_000,
+    "join_max_pending": 1000,
     "shutdown_timeout": 2.5,
     "broker_session_timeout": 10.0,
     "commit_interval": 0.5,
