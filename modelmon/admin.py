@@ -19,6 +19,14 @@ class TopicAdminError(RuntimeError):
     """A topic could not be created, or did not show up in the metadata in time."""
 
 
+REBALANCING_ERRORS = frozenset({
+    KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError._ASSIGNMENT_LOST, KafkaError._NO_OFFSET, KafkaError._STATE,
+})  # fmt: skip
+"""Errors of an offset commit while the consumer group rebalances: skip the commit, what it covered is
+read again by the partitions' next owner (whose outputs replace the earlier copies)."""
+
+
 def admin_client(bootstrap_or_config: BootstrapOrConfig) -> AdminClient:
     """An ``AdminClient`` from a bootstrap string, a librdkafka config mapping, or the client itself."""
     if isinstance(bootstrap_or_config, AdminClient):

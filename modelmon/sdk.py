@@ -19,6 +19,7 @@ undelivered.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -157,7 +158,9 @@ class MonitorClient:
         config = {**DEFAULT_PRODUCER_CONFIG, **producer_config, "bootstrap.servers": bootstrap_servers}
         # Delivery reports for failures only: a successful message costs no Python callback.
         config["delivery.report.only.error"] = True
-        self._producer = Producer({**config, "on_delivery": self._on_delivery})
+        self._config = {**config, "on_delivery": self._on_delivery}
+        self._producer = Producer(self._config)
+        self.renewals = 0
 
     @property
     def delivered(self) -> int:
@@ -178,9 +181,27 @@ class MonitorClient:
             self._producer.produce(topic, value, key.encode())
         except BufferError:
             self._produce_blocking(topic, key, value)
+        except KafkaException as error:
+            if not error.args or not error.args[0].fatal():
+                raise
+            self._renew(error)
+            self._producer.produce(topic, value, key.encode())
         self._produced += 1
         if self._produced & 1023 == 0:
             self._producer.poll(0)  # serves failure reports now and then
+
+    def _renew(self, error: KafkaException) -> None:
+        """Replace a producer that failed for good (e.g. the idempotent producer saw the broker lose
+        messages it had acknowledged): what it still held is reported as failed, logging goes on."""
+        log.error(
+            "modelmon: the producer failed for good (%s); %d queued messages are lost, starting a new one",
+            error, len(self._producer),
+        )  # fmt: skip
+        with contextlib.suppress(KafkaException):
+            self._producer.purge()  # each purged message is reported to on_delivery as failed
+            self._producer.flush(0)
+        self._producer = Producer(self._config)
+        self.renewals += 1
 
     def _produce_blocking(self, topic: str, key: str, value: bytes) -> None:
         deadline = time.monotonic() + self.max_block

@@ -31,7 +31,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pydantic import BaseModel, ValidationError
 
-from modelmon.admin import ensure_topics
+from modelmon.admin import REBALANCING_ERRORS, ensure_topics
 from modelmon.events import Alert, DeadLetter, MetricPoint, RetrainRequested, model_to_json
 from modelmon.references import InvalidReferenceMessage, ReferenceRecord
 from modelmon.settings import Settings
@@ -42,6 +42,7 @@ from sinks.writer import ClickHouseWriter, WriteFailed, is_transient
 log = logging.getLogger(__name__)
 
 SINK_GROUP_SUFFIX = "-sink"
+
 #: Longest a cleanly stopping sink waits for librdkafka to start its LeaveGroup (normally ~0.1 s).
 LEAVE_TIMEOUT_SECONDS = 5.0
 Row: TypeAlias = BaseModel | ReferenceDeletion
@@ -282,9 +283,17 @@ class ClickHouseSink:
         for m in batch:
             key = (m.topic() or "", m.partition() or 0)
             offsets[key] = max(offsets.get(key, -1), (m.offset() or 0) + 1)
-        consumer.commit(
-            offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
-        )
+        try:
+            consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
+            )
+        except KafkaException as error:
+            code = error.args[0].code() if error.args else None
+            if code not in REBALANCING_ERRORS:
+                raise
+            # The rows are in ClickHouse; the partitions' next owner inserts them again, and the
+            # copies replace each other (ReplacingMergeTree keys): nothing lost, nothing doubled.
+            log.info("commit skipped during a rebalance: %s", error)
         self.stats.batches += 1
         self.stats.consumed += len(batch)
         self.stats.written += len(rows)

@@ -20,7 +20,8 @@ changes, which one idempotent producer sends. Guarantees:
   changelog meanwhile.
 - **Static membership** (``group.instance.id``) for fast restarts after a crash; a clean stop leaves
   the group first, so the partitions move at once.
-- **Idle is idle**: after an empty poll the consumer pauses its partitions and sleeps (up to
+- **Idle is idle**: after an empty poll with every partition read to its end (by the last fetch's
+  high watermark), the consumer pauses its partitions and sleeps (up to
   ``IDLE_SLEEP_MAX`` seconds), since the embedded broker answers empty fetches at once.
 """
 
@@ -43,9 +44,11 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from modelmon.admin import REBALANCING_ERRORS
 from modelmon.events import DeadLetter, model_to_json
 from modelmon.settings import Settings
 from modelmon.spec import ModelSpec
+from streams.idle import caught_up, pause_while_idle
 from streams.routing import repartition_topic
 from streams.stage1 import ReferenceLookup, Stage1
 
@@ -62,13 +65,6 @@ LEAVE_TIMEOUT_SECONDS = 5.0
 
 def joins_topic(prefix: str) -> str:
     return f"{prefix}{JOINS}"
-
-
-_REBALANCING = {
-    KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID,
-    KafkaError._ASSIGNMENT_LOST, KafkaError._NO_OFFSET, KafkaError._STATE,
-}  # fmt: skip
-"""Commit errors of a group in the middle of a rebalance: nothing is lost, the commit is skipped."""
 
 
 class DeliveryFailed(RuntimeError):
@@ -116,7 +112,6 @@ class DataPlane:
         self._changelog_end: dict[int, int] = {}  # partition -> next offset after our last changelog write
         self._parked: dict[int, Any] = {}  # join states of revoked partitions, reused if nobody wrote
         self._consumer: Consumer | None = None
-        self._paused = False
         self.batches = 0
         self.events = 0
         self.restored_entries = 0
@@ -165,8 +160,6 @@ class DataPlane:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": int(self.settings.broker_session_timeout * 1000),
-                "fetch.max.bytes": 64 * 1024 * 1024,
-                "max.partition.fetch.bytes": 8 * 1024 * 1024,
                 "queued.max.messages.kbytes": 256 * 1024,
             }
         )
@@ -182,18 +175,9 @@ class DataPlane:
                 messages = consumer.consume(self.settings.batch_size, timeout=0.1 if idle else 0.5)
                 if self._handle(messages):
                     idle = 0.0
-                    if self._paused:
-                        consumer.resume(consumer.assignment())
-                        self._paused = False
-                else:
+                elif caught_up(consumer):  # nothing left to read: wait without spinning (streams.idle)
                     idle = min(max(idle * 2, 0.01), IDLE_SLEEP_MAX)
-                    if not self._paused and consumer.assignment():
-                        consumer.pause(consumer.assignment())
-                        self._paused = True
-                    self._stop.wait(idle)
-                    if self._paused:
-                        consumer.resume(consumer.assignment())
-                        self._paused = False
+                    pause_while_idle(consumer, idle, self._stop)
                 self._housekeeping(consumer, timers)
             self._commit(consumer)
         finally:
@@ -254,7 +238,7 @@ class DataPlane:
             consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as error:
             code = error.args[0].code() if error.args else None
-            if code not in _REBALANCING:
+            if code not in REBALANCING_ERRORS:
                 raise
             # The group is rebalancing: the partitions' next owner (maybe this worker) reads from the
             # last commit and rebuilds what this one had not committed yet.
@@ -277,7 +261,6 @@ class DataPlane:
         self.stage1.drop_partitions(sorted(revoked))
         for tp in revoked:
             self._committed.pop(tp, None)
-        self._paused = False
         log.info("data plane: revoked %s", sorted(revoked))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -21,6 +21,7 @@ from modelmon.references import (
     reference_records,
 )
 from modelmon.settings import Settings
+from streams.idle import caught_up, pause_while_idle
 
 logger = logging.getLogger(__name__)
 
@@ -242,15 +243,11 @@ class ReferenceCatalog:
         while not self._stop.is_set():
             message = consumer.poll(self.poll_timeout)
             now = time.monotonic()
-            if message is None and self._caught_up.is_set():
-                # Caught up and nothing new: pause the partitions while waiting, or librdkafka would
-                # fetch without a break on the embedded broker (it answers empty fetches at once).
-                # References change rarely; a new one is read within IDLE_SLEEP_MAX seconds.
+            if message is None and self._caught_up.is_set() and caught_up(consumer):
+                # Read to the end: wait without spinning (streams.idle). References change rarely;
+                # a new one is read within IDLE_SLEEP_MAX seconds.
                 idle = min(max(idle * 2, 0.05), IDLE_SLEEP_MAX)
-                assignment = consumer.assignment()
-                consumer.pause(assignment)
-                self._stop.wait(idle)
-                consumer.resume(assignment)
+                pause_while_idle(consumer, idle, self._stop)
                 continue
             idle = 0.0
             if message is not None:

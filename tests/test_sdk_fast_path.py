@@ -126,3 +126,39 @@ def test_ground_truth_fast_path_sends_what_the_contract_reads() -> None:
     ]
     with pytest.raises(ValidationError):
         monitor.log_ground_truth("m", "p-3", float("nan"))
+
+
+def test_a_producer_that_failed_for_good_is_replaced_and_logging_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    import modelmon.sdk as sdk
+
+    made: list[Any] = []
+
+    class Fenced(Producer):
+        def __init__(self, config: dict[str, Any]) -> None:
+            super().__init__()
+            self.fatal = not made  # the first producer fails for good, as after broker data loss
+            made.append(self)
+
+        def produce(self, topic: str, value: bytes, key: bytes) -> None:
+            if self.fatal:
+                raise KafkaException(
+                    KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "out of order", fatal=True)
+                )
+            super().produce(topic, value, key)
+
+        def purge(self) -> None:
+            pass
+
+        def flush(self, timeout: float = 0) -> int:
+            return 0
+
+    monkeypatch.setattr(sdk, "Producer", Fenced)
+    monitor = MonitorClient("127.0.0.1:9", **{"log_level": 0})
+    pid = monitor.log_prediction("m", {"x": 1.0}, 1)
+    assert len(made) == 2 and monitor.renewals == 1
+    ((topic, _, key),) = made[1].sent
+    assert (topic, key.decode()) == ("predictions", pid)
