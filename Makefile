@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench bench-detectors bench-pipeline bench-detection install clean
+.PHONY: demo test lint typecheck bench bench-detectors bench-pipeline bench-detection chaos install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy modelmon streams sinks detectors retrain_trigger dashboards
 
 bench: bench-detectors bench-pipeline bench-detection
+
+# Failure scenarios against the real broker, workers, sink and ClickHouse (not part of `make test`).
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos
 
 bench-detectors: $(STAMP)
 	bash bench/setup_peers.sh && $(BIN)/python bench/bench_detectors.py
