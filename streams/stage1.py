@@ -50,6 +50,8 @@ from streams.validation import (
 log = logging.getLogger(__name__)
 
 ReferenceLookup = Callable[[str, str], ReferenceProfile | None]
+REFRESH_SECONDS = 60.0
+"""An open chunk re-publishes all its bundles at least this often (see :meth:`Stage1.publish_revisions`)."""
 
 
 class Message(Protocol):
@@ -221,14 +223,25 @@ class Stage1:
         self.stats.partials_published += len(chunk.bundles)
         self.stats.chunks_closed += 1
 
-    def publish_revisions(self, idle_seconds: float) -> int:
-        """Publish the changed bundles of chunks not published for ``idle_seconds`` (non-final)."""
+    def publish_revisions(self, idle_seconds: float, refresh_seconds: float = REFRESH_SECONDS) -> int:
+        """Publish non-final revisions of open chunks: the changed bundles of chunks not published for
+        ``idle_seconds``, and every bundle of chunks not published for ``refresh_seconds``.
+
+        The refresh lets stage 2 release the older revision it holds (``streams.stage2``), so its
+        committed offset keeps moving while a quiet partition's chunk stays open.
+        """
         now = time.monotonic()
         published = 0
         for chunk in self.chunks.values():
-            if chunk.dirty and now - chunk.published_at >= idle_seconds and chunk.bundles:
+            if not chunk.bundles:
+                continue
+            if chunk.dirty and now - chunk.published_at >= idle_seconds:
                 self.outputs.partials(chunk.changed_messages(max_bytes=self.max_partial_bytes))
-                published += 1
+            elif now - chunk.published_at >= refresh_seconds:
+                self.outputs.partials(chunk.partial_messages(final=False, max_bytes=self.max_partial_bytes))
+            else:
+                continue
+            published += 1
         return published
 
     def expire_entries(self) -> int:

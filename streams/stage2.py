@@ -92,7 +92,14 @@ def window_id(key: BundleKey, ref: str) -> str:
 
 @dataclass
 class WindowState:
-    """What stage 2 holds for one window (and one reference)."""
+    """What stage 2 holds for one window (and one reference).
+
+    The messages a window's content came from stay unacknowledged until that content is durable
+    elsewhere: a final partial until the window's emission saved it in the closed-window store
+    (``held``); a non-final revision until a newer revision or the final of its source replaces it
+    (``open_held``), since the saved record keeps final parts only. A restart or a rebalance
+    therefore reads again every revision whose content is not saved.
+    """
 
     key: BundleKey
     reference_id: str
@@ -101,34 +108,46 @@ class WindowState:
     base_sources: dict[str, int] = field(default_factory=dict)
     open_parts: dict[str, tuple[int, WindowBundle]] = field(default_factory=dict)
     held: list[Any] = field(default_factory=list)
+    open_held: dict[str, list[Any]] = field(default_factory=dict)
     closed: bool = False
     dirty: bool = False
     changed_at: float = 0.0
     emissions: int = 0
 
-    def add(self, source: str, revision: int, final: bool, bundle: WindowBundle) -> bool:
-        """Take a partial; returns whether the window must hold it until its next emission.
+    def add(
+        self, source: str, revision: int, final: bool, bundle: WindowBundle, carriers: list[Any]
+    ) -> list[Any]:
+        """Take a partial and the messages that carried it; returns the messages to release now.
 
         A non-final revision with the same content as the one it replaces (stage 1 re-publishes an
-        open chunk's changed bundles every second; this window's did not change) only takes the
-        newer revision number: the window stays as quiet as it was, so its grace period runs on.
+        open chunk's bundles: every second those that changed, every minute all of them) only takes
+        the older one's place: the window stays as quiet as it was, so its grace period runs on.
         """
         if source in self.base_sources:
-            return False  # a replay of a source that is already final and merged
+            return carriers  # a replay of a source that is already final and merged (and saved)
         current = self.open_parts.get(source)
         if current is not None and current[0] > revision:
-            return False
+            return carriers  # older than the revision held
         if final:
             self.open_parts.pop(source, None)
             self.base = bundle if self.base is None else self.base.merge(bundle)
             self.base_sources[source] = revision
+            # The older revisions are obsolete once the final is saved, at the next emission.
+            self.held += self.open_held.pop(source, []) + carriers
+            released: list[Any] = []
         else:
             self.open_parts[source] = (revision, bundle)
+            released = self.open_held.pop(source, [])
+            self.open_held[source] = carriers
             if current is not None and _same_content(current[1], bundle):
-                return False
+                return released
         self.dirty = True
         self.changed_at = time.monotonic()
-        return True
+        return released
+
+    def carriers(self) -> list[Any]:
+        """Every message held for this window."""
+        return self.held + [event for events in self.open_held.values() for event in events]
 
     def merged(self) -> WindowBundle | None:
         bundles = [b for _, b in self.open_parts.values()]
@@ -275,10 +294,10 @@ class Stage2:
                 return
             state = self._restore(key, ref, carriers[0].message.partition)
             self.windows[(key, ref)] = state
-        if state.add(partial.source, partial.revision, partial.final, partial.bundle):
-            state.held.extend(carriers)  # held since read (streams.batching); released on emission
-        else:
-            await release(acks, carriers)  # merged (and saved), superseded or unchanged: nothing to hold
+        # Held since read (streams.batching) until their content is durable (WindowState).
+        await release(
+            acks, state.add(partial.source, partial.revision, partial.final, partial.bundle, carriers)
+        )
 
     async def _dead_letter(self, acks: Acknowledger, events: Sequence[EventT], error: InvalidEvent) -> None:
         """Set events aside on ``dead-letter`` with the reason, then release them: the worker goes on."""
@@ -343,7 +362,8 @@ class Stage2:
 
     def _save(self, state: WindowState) -> None:
         """Remember a closed window's final parts, so a replay cannot re-emit it from a fraction."""
-        anchor = state.held[0] if state.held else None
+        carriers = state.carriers()
+        anchor = carriers[0] if carriers else None
         if anchor is None:
             return
         record = {
@@ -395,7 +415,7 @@ class Stage2:
                     raise
                 log.exception("window %s could not be closed: its partials go to dead-letter", state.key)
                 for part in parts:
-                    await self._dead_letter(acks, part.held, processing_error(error))
+                    await self._dead_letter(acks, part.carriers(), processing_error(error))
                     self.windows.pop((part.key, part.reference_id), None)
                 continue
             if emitted:
@@ -424,7 +444,7 @@ class Stage2:
             merged = merged if other is None else merged.with_counts_of(other)
         usable = profile if reference_id(profile) == parts[0].reference_id else None
         points = window_metrics(merged, spec, usable, source="stage2", revision=time.time_ns() // 1000)
-        held_by = next((p for p in parts if p.held), None)
+        held_by = next((p for p in parts if p.carriers()), None)
         change = self.change.feed(state.key, points) if self.change is not None and held_by else None
         points += change.points if change is not None else []
         await publish_all(self.metrics_topic, [(p.model_id.encode(), model_to_json(p)) for p in points])
@@ -432,10 +452,10 @@ class Stage2:
         for part in parts:
             self._save(part)
             own = part.merged()
-            if self.auto_references is not None and part.held and own is not None:
+            if self.auto_references is not None and part.carriers() and own is not None:
                 self.auto_references.observe(part.key, part.reference_id, own, part.partition)
         if change is not None and self.change is not None and held_by is not None:
-            self.change.save(change, held_by.held[0])
+            self.change.save(change, held_by.carriers()[0])
         if self.flush_state is not None:
             await (
                 self.flush_state()
@@ -459,7 +479,7 @@ class Stage2:
 
     def _evict(self) -> None:
         """Keep the newest ``keep_closed`` closed windows in memory; the table keeps them all."""
-        closed = [k for k, s in self.windows.items() if s.closed and not s.dirty and not s.held]
+        closed = [k for k, s in self.windows.items() if s.closed and not s.dirty and not s.carriers()]
         excess = len(closed) - self.keep_closed
         if excess > 0:
             closed.sort(key=lambda k: k[0].window_start_ms)

@@ -203,3 +203,37 @@ def test_a_backfill_under_its_own_version_is_windowed_on_its_own_clock() -> None
     run(stage2, stream, partial(spec, 1, 8, "old-1", T0 + 3 * WINDOW_MS, version="backfill"))
     assert events_of(topic, 0) == [12.0] and events_of(topic, 1) == [8.0]
     assert events_of(topic, eleven_months) == [30.0]
+
+
+def revision(spec: ModelSpec, n: int, source: str, rev: int, final: bool = False) -> Event:
+    partial = make_partial(spec, 0, n, source, T0 + 2 * WINDOW_MS)
+    return Event(
+        Message(
+            Partial(
+                partial.source, partial.input, rev, final, partial.watermark_ms, "", partial.bundle
+            ).to_json(),
+            offset=rev,
+        )
+    )
+
+
+def test_a_revision_stays_held_after_its_window_closed_until_its_source_is_final() -> None:
+    # The closed-window record keeps final parts only: a revision released after the emission was
+    # lost with a rebalance, and the window re-emitted from the other sources alone (100 -> 36).
+    spec, store, topic, stream = make_spec(), {}, Topic(), Stream()
+    stage2 = make_stage2(store, topic)
+    open_part = revision(spec, 100, "s", 10)
+    run(stage2, stream, open_part)
+    assert events_of(topic, 0) == [100.0]
+    assert open_part not in stream.acked  # still needed: its content is in no saved record
+    # A rebalance: the window leaves memory; faust delivers the unacknowledged revision again.
+    stage2.drop_partitions({0})
+    run(stage2, stream, open_part, partial(spec, 0, 36, "other", T0 + 2 * WINDOW_MS))
+    assert events_of(topic, 0)[-1] == 136.0
+    # A newer revision of the source replaces it, and its final lets both go after the emission.
+    newer, final = revision(spec, 100, "s", 11), revision(spec, 100, "s", 12, final=True)
+    run(stage2, stream, newer)
+    assert open_part in stream.acked and newer not in stream.acked
+    run(stage2, stream, final)
+    assert newer in stream.acked and final in stream.acked
+    assert events_of(topic, 0)[-1] == 136.0
