@@ -179,13 +179,8 @@ class MonitorClient:
     def _produce(self, topic: str, key: str, value: bytes) -> None:
         try:
             self._producer.produce(topic, value, key.encode())
-        except BufferError:
+        except (BufferError, KafkaException):
             self._produce_blocking(topic, key, value)
-        except KafkaException as error:
-            if not error.args or not error.args[0].fatal():
-                raise
-            self._renew(error)
-            self._producer.produce(topic, value, key.encode())
         self._produced += 1
         if self._produced & 1023 == 0:
             self._producer.poll(0)  # serves failure reports now and then
@@ -204,19 +199,28 @@ class MonitorClient:
         self.renewals += 1
 
     def _produce_blocking(self, topic: str, key: str, value: bytes) -> None:
+        """Retry while the local queue is full (up to ``max_block``), or on a new producer after the
+        old one failed for good."""
         deadline = time.monotonic() + self.max_block
+        renewed = False
         while True:
+            try:
+                self._producer.produce(topic, value, key.encode())
+                return
+            except BufferError:
+                pass
+            except KafkaException as error:
+                if renewed or not error.args or not error.args[0].fatal():
+                    raise  # not a failed producer, or a new one fails at once: nothing to retry
+                self._renew(error)
+                renewed = True
+                continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise BufferFullError(
                     f"send queue full for {self.max_block}s; the broker is slow or unreachable"
                 )
             self._producer.poll(min(remaining, 0.05))
-            try:
-                self._producer.produce(topic, value, key.encode())
-                return
-            except BufferError:
-                continue
 
     def log_prediction(
         self,
