@@ -48,7 +48,7 @@ from modelmon.admin import REBALANCING_ERRORS
 from modelmon.events import DeadLetter, model_to_json
 from modelmon.settings import Settings
 from modelmon.spec import ModelSpec
-from streams.idle import caught_up, pause_while_idle
+from streams.idle import IdleCheck, pause_while_idle
 from streams.routing import repartition_topic
 from streams.stage1 import ReferenceLookup, Stage1
 
@@ -170,12 +170,13 @@ class DataPlane:
         now = time.monotonic()
         timers = {"commit": now, "expire": now, "stats": now, "revisions": now}
         idle = 0.0
+        read_to_end = IdleCheck(consumer)
         try:
             while not self._stop.is_set():
                 messages = consumer.consume(self.settings.batch_size, timeout=0.1 if idle else 0.5)
                 if self._handle(messages):
                     idle = 0.0
-                elif caught_up(consumer):  # nothing left to read: wait without spinning (streams.idle)
+                elif read_to_end.caught_up():  # nothing left to read: wait without spinning (streams.idle)
                     idle = min(max(idle * 2, 0.01), IDLE_SLEEP_MAX)
                     pause_while_idle(consumer, idle, self._stop)
                 self._housekeeping(consumer, timers)

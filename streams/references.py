@@ -21,7 +21,7 @@ from modelmon.references import (
     reference_records,
 )
 from modelmon.settings import Settings
-from streams.idle import caught_up, pause_while_idle
+from streams.idle import IdleCheck, pause_while_idle
 
 logger = logging.getLogger(__name__)
 
@@ -240,10 +240,11 @@ class ReferenceCatalog:
         # mistaken for an empty topic.
         last_message: float | None = None
         idle = 0.0
+        read_to_end = IdleCheck(consumer)
         while not self._stop.is_set():
             message = consumer.poll(self.poll_timeout)
             now = time.monotonic()
-            if message is None and self._caught_up.is_set() and caught_up(consumer):
+            if message is None and self._caught_up.is_set() and read_to_end.caught_up():
                 # Read to the end: wait without spinning (streams.idle). References change rarely;
                 # a new one is read within IDLE_SLEEP_MAX seconds.
                 idle = min(max(idle * 2, 0.05), IDLE_SLEEP_MAX)
