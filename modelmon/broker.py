@@ -34,6 +34,7 @@ from modelmon.broker_process import (
 )
 from modelmon.broker_process import STOP_GRACE_SECONDS as STOP_GRACE_SECONDS
 from modelmon.broker_process import is_loopback as is_loopback
+from modelmon.settings import CONSUMER_DEFAULTS
 
 logger = logging.getLogger(__name__)
 
@@ -175,9 +176,11 @@ class EmbeddedBroker:
         """Consumer settings that work on every broker kind (see docs/broker.md), with ``extra`` on top.
 
         ``session.timeout.ms=6000`` because Tansu delays a group join by half the session
-        timeout; reading starts at the earliest offset; offsets are committed explicitly.
+        timeout; reading starts at the earliest offset; offsets are committed explicitly; a large
+        fetch response is accepted (``Settings.kafka_consumer`` says why).
         """
         base = {
+            **CONSUMER_DEFAULTS,
             "group.id": group_id,
             "session.timeout.ms": 6000,
             "auto.offset.reset": "earliest",

@@ -132,7 +132,7 @@ class ClickHouseSink:
 
     def _make_consumer(self) -> Consumer:
         config: dict[str, Any] = {
-            **self.settings.kafka_common(),
+            **self.settings.kafka_consumer(),
             "group.id": self.group_id,
             # Static membership: a sink restarted after kill -9 takes its dead member's place (and
             # partitions) at once; noida-db never expires a killed member, Kafka after the session.

@@ -162,7 +162,7 @@ class StartOffsets:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self._consumer = Consumer({**settings.kafka_common(), "group.id": settings.app_id,
+        self._consumer = Consumer({**settings.kafka_consumer(), "group.id": settings.app_id,
                                    "enable.auto.commit": False})  # fmt: skip
         self._lock = asyncio.Lock()
 

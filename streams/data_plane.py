@@ -153,7 +153,7 @@ class DataPlane:
     def run(self) -> None:
         consumer = Consumer(
             {
-                **self.settings.kafka_common(),
+                **self.settings.kafka_consumer(),
                 "group.id": self.group_id,
                 "group.instance.id": self.instance_id,
                 "partition.assignment.strategy": "range",
@@ -274,7 +274,7 @@ class DataPlane:
         Runs inside the rebalance callback, before any message of the partitions is processed; all
         partitions are read with one consumer, in short polls, so a small changelog costs milliseconds.
         """
-        reader = Consumer({**self.settings.kafka_common(), "group.id": f"{self.group_id}-restore",
+        reader = Consumer({**self.settings.kafka_consumer(), "group.id": f"{self.group_id}-restore",
                            "enable.auto.commit": False})  # fmt: skip
         try:
             ends: dict[int, int] = {}

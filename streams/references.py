@@ -215,7 +215,7 @@ class ReferenceCatalog:
     def _run(self) -> None:
         consumer = Consumer(
             {
-                **self.settings.kafka_common(),
+                **self.settings.kafka_consumer(),
                 # Required by librdkafka even without subscribe(); unique, and never committed.
                 "group.id": f"{self.settings.app_id}-references-{uuid.uuid4().hex[:12]}",
                 "enable.auto.commit": False,

@@ -156,7 +156,7 @@ class StateStore(MutableMapping[str, Any]):
 
     def _restore(self, wanted: list[int]) -> int:
         self._drop(wanted)
-        reader = Consumer({**self.settings.kafka_common(), "group.id": f"{self.topic}-restore",
+        reader = Consumer({**self.settings.kafka_consumer(), "group.id": f"{self.topic}-restore",
                            "enable.auto.commit": False})  # fmt: skip
         read = 0
         try:

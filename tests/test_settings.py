@@ -195,6 +195,14 @@ def test_kafka_common_without_extra_config() -> None:
     assert Settings(kafka_bootstrap="a:1").kafka_common() == {"bootstrap.servers": "a:1"}
 
 
+def test_consumers_accept_large_fetch_responses_unless_kafka_config_says_otherwise() -> None:
+    consumer = Settings(kafka_bootstrap="a:1").kafka_consumer()
+    assert consumer == {"bootstrap.servers": "a:1", "receive.message.max.bytes": 1 << 30}
+    mine = Settings(kafka_bootstrap="a:1", kafka_config={"receive.message.max.bytes": "2000000"})
+    assert mine.kafka_consumer()["receive.message.max.bytes"] == "2000000"
+    assert "receive.message.max.bytes" not in Settings(kafka_bootstrap="a:1").kafka_common()  # producers
+
+
 def test_kafka_config_that_is_not_json_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELMON_KAFKA_CONFIG", "security.protocol=SASL_SSL")
     with pytest.raises(SettingsError, match="kafka_config"):

@@ -114,7 +114,7 @@ class MetricsTally:
     def __init__(self, settings: Settings, model_id: str) -> None:
         self.model_id = model_id
         topic = settings.topics.monitor_metrics
-        self._consumer = Consumer({**settings.kafka_common(), "group.id": f"{settings.app_id}-chaos-tally"})
+        self._consumer = Consumer({**settings.kafka_consumer(), "group.id": f"{settings.app_id}-chaos-tally"})
         partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         self._points: dict[tuple[str, ...], tuple[int, float]] = {}
@@ -146,7 +146,7 @@ def sink_progress(settings: Settings) -> tuple[int, int]:
     """(committed, end): the sink group's committed offsets and the end offsets, summed over its topics."""
     topics = settings.topics
     names = [topics.monitor_metrics, topics.alerts, topics.retrain_requests, topics.dead_letter]
-    consumer = Consumer({**settings.kafka_common(), "group.id": settings.app_id + SINK_GROUP_SUFFIX})
+    consumer = Consumer({**settings.kafka_consumer(), "group.id": settings.app_id + SINK_GROUP_SUFFIX})
     try:
         metadata = consumer.list_topics(timeout=10).topics
         tps = [TopicPartition(t, p) for t in names if t in metadata for p in metadata[t].partitions]

@@ -101,7 +101,7 @@ def count_fragments(settings: Settings) -> tuple[int, int]:
     from streams.topology import partials_topic_name
 
     topic = partials_topic_name(settings)
-    consumer = Consumer({**settings.kafka_common(), "group.id": f"{settings.app_id}-chaos-partials"})
+    consumer = Consumer({**settings.kafka_consumer(), "group.id": f"{settings.app_id}-chaos-partials"})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])

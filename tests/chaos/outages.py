@@ -86,7 +86,7 @@ class EndOffsets:
 
     def __init__(self, settings: Settings) -> None:
         self._topics = [settings.topics.predictions, settings.topics.ground_truth]
-        self._consumer = Consumer({**settings.kafka_common(), "group.id": f"{settings.app_id}-chaos-ends"})
+        self._consumer = Consumer({**settings.kafka_consumer(), "group.id": f"{settings.app_id}-chaos-ends"})
         metadata = self._consumer.list_topics(timeout=10).topics
         self._partitions = [TopicPartition(t, p) for t in self._topics for p in metadata[t].partitions]
 
