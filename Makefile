@@ -38,7 +38,8 @@ bench-detectors: $(STAMP)
 	bash bench/setup_peers.sh && $(BIN)/python bench/bench_detectors.py
 
 bench-pipeline: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[bench]' && $(BIN)/python bench/bench_pipeline.py
+	test -x $(BIN)/py-spy || $(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench_pipeline.py
 
 bench-detection: $(STAMP)
 	$(BIN)/python bench/bench_detection.py --json bench/results/detection.json

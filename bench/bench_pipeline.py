@@ -1,304 +1,289 @@
-"""End-to-end throughput and latency of the streaming pipeline, with a profile of the worker (issue #4).
+"""The streaming pipeline's benchmark (issue #12): ceiling, worker throughput, latency, memory, idle CPU.
 
 Usage (from the repository root)::
 
-    .venv/bin/pip install py-spy                      # once, for the worker profile (optional)
-    .venv/bin/python bench/bench_pipeline.py          # 200k events, 10-15 minutes on 2 cores
-    .venv/bin/python bench/bench_pipeline.py --quick  # 20k events, 2-3 minutes
+    .venv/bin/python bench/bench_pipeline.py            # 1,000,000 predictions + 200,000 labels, ~15 min
+    .venv/bin/python bench/bench_pipeline.py --quick    # small sizes, ~3 min
     .venv/bin/python bench/bench_pipeline.py --help
 
-One embedded broker (noida-db), one ``modelmon worker`` subprocess, the ClickHouse sink in this
-process writing to an embedded chDB, and the SDK (``MonitorClient``) producing from this process.
-The model is a binary classifier with 20 features (16 numerical, 4 categorical); a fraction of the
-predictions get a label right after the prediction.
-
-Phases (see bench/README.md, section "Pipeline", for the definitions):
-
-1. per-event costs of the hot-path steps, in process (CPU time);
-2. references, without the worker: the SDK's produce rate; consume-only rates of the same messages
-   with confluent-kafka, with a no-op faust agent and with a faust agent that validates; the same
-   predictions packed 100 per message, validated per message by a faust agent;
-3. throughput: the worker is started and warmed up, then N events are produced as fast as the SDK
-   goes; events/s = N / (first produce -> the insert after which ClickHouse holds all N). The
-   worker is profiled with py-spy meanwhile (``--no-profile`` to skip);
-4. latency: events produced at a fixed rate in a timed pattern of windows; per window, the time from
-   its last event being logged to the insert of its ``events`` row with the final count.
-
-Prints tables, ``RESULT`` lines and the command to reproduce; writes ``bench/results/pipeline.json``.
+One embedded broker (noida-db), ``modelmon worker`` subprocesses, the ClickHouse sink in this
+process writing to an embedded chDB, the SDK logging from this process. Phases (bench/README.md,
+section "Pipeline", has the definitions): (a) the consume ceiling, (b) one worker draining a
+pre-filled backlog, (c) = (b)/(a), (d) two workers, (e) the SDK alone, (f) latency, (g) the worker's
+memory after 1x and 4x the backlog, (h) an idle worker's CPU. Prints one table, the profile of (b),
+``RESULT`` lines and the command to reproduce; writes JSON (``--json``). Exit status 1 if a phase failed.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
+import os
 import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipeline_micro import microbench
-from pipeline_phases import Results, recording_writer_class, run_latency, run_throughput, warm_up
-from pipeline_processes import BENCH_DIR, Child, python_module, worker_env
-from pipeline_profile import EVENT_LOOP as EVENT_LOOP
-from pipeline_profile import analyse_profile as analyse_profile
-from pipeline_reference import floor_main, run_references
-from pipeline_report import machine, report, versions
-from pipeline_traffic import (
-    LATENCY_MODEL,
-    N_CATEGORICAL,
-    N_NUMERICAL,
-    THROUGHPUT_MODEL,
-    WARMUP_EVENTS,
-    WARMUP_MODEL,
-    Traffic,
-    write_spec,
-)
+from pipeline_processes import BENCH_DIR, PhaseFailed
+from pipeline_report import machine, report
 
-from modelmon.settings import Settings
+PHASES = "abcdefgh"
 
 
-# -- main -----------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    parser.add_argument(
-        "--events", type=int, default=None, help="events in the throughput run [200000; --quick 20000]"
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="small run: 20k events, short latency phase, short profile"
-    )
-    parser.add_argument(
-        "--label-fraction", type=float, default=0.2, help="share of predictions that get a label"
-    )
-    parser.add_argument("--partitions", type=int, default=4, help="partitions of the input topics")
-    parser.add_argument(
-        "--reference-events",
-        type=int,
-        default=None,
-        help="events for the produce/consume reference points [= --events, at most 100000]",
-    )
-    parser.add_argument(
-        "--floors",
-        default="noop,validate,packed",
-        help="faust reference readers to run (noop, validate, packed), comma-separated; '' for none",
-    )
-    parser.add_argument("--pack", type=int, default=100, help="events per message for the 'packed' reader")
-    parser.add_argument(
-        "--uvloop",
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--quick",
         action="store_true",
-        help="run the worker and faust readers on uvloop (pip install uvloop)",
+        help="small sizes: 50k predictions over 5 minutes, 5-second latency windows, 20 s idle",
     )
-    parser.add_argument(
-        "--no-reference", action="store_true", help="skip the produce/consume reference points"
+    p.add_argument("--events", type=int, help="predictions in a backlog [1,000,000; --quick 50,000]")
+    p.add_argument(
+        "--labels-fraction", type=float, default=0.2, help="share of predictions with a label [0.2]"
     )
-    parser.add_argument(
-        "--no-micro", action="store_true", help="skip the in-process per-event microbenchmarks"
+    p.add_argument(
+        "--backlog-minutes",
+        type=float,
+        help="event times of a backlog: the last N minutes, i.e. N one-minute windows [50; --quick 5]",
     )
-    parser.add_argument("--no-latency", action="store_true", help="skip the latency phase")
-    parser.add_argument(
+    p.add_argument("--skip", default="", help="phases to skip, comma-separated, e.g. d,g,h")
+    p.add_argument("--partitions", type=int, default=4, help="partitions of the input topics [4]")
+    p.add_argument(
+        "--sdk-calls", type=int, default=100_000, help="(e): calls for the rate and for the timing [100,000]"
+    )
+    p.add_argument(
         "--latency-rate",
         type=float,
         default=0.0,
-        help="events/s in the latency phase [0 = half the measured throughput]",
+        help="(f): events/s (predictions + labels) [0 = half of (b)]",
     )
-    parser.add_argument(
-        "--latency-seconds",
+    p.add_argument(
+        "--latency-compress",
         type=float,
-        default=None,
-        help="measured part of the latency phase [60; --quick 10]",
+        help="(f): event time runs this many times faster than the clock [1 = real time; --quick 12]",
     )
-    parser.add_argument(
-        "--windows-per-second", type=float, default=0.5, help="windows produced per wall-clock second"
+    p.add_argument(
+        "--latency-windows", type=int, help="(f): measured windows, after one warm-up [3; --quick 4]"
     )
-    parser.add_argument(
+    p.add_argument(
         "--latency-timeout",
         type=float,
-        default=None,
-        help="extra seconds for measured windows to land [2 chunk rotations + 60]",
+        default=60.0,
+        help="(f): seconds past the bound to wait for the last measured window [60]",
     )
-    parser.add_argument(
-        "--no-profile", dest="profile", action="store_false", help="do not run py-spy on the worker"
+    p.add_argument(
+        "--memory-join-cap",
+        type=int,
+        help="(g): MODELMON_JOIN_MAX_PENDING for the memory phase [50,000; --quick 2,000]",
     )
-    parser.add_argument(
-        "--profile-seconds", type=float, default=None, help="py-spy sampling time [30; --quick 4]"
+    p.add_argument("--idle-seconds", type=float, help="(h): measuring time [60; --quick 20]")
+    p.add_argument(
+        "--no-tansu",
+        dest="tansu",
+        action="store_false",
+        help="(h): do not measure the idle worker on Tansu too (a broker that holds empty fetches)",
     )
-    parser.add_argument(
-        "--profile-delay",
-        type=float,
-        default=None,
-        help="start py-spy this long after produce begins [5; --quick 1]",
-    )
-    parser.add_argument(
+    p.add_argument("--no-profile", dest="profile", action="store_false", help="(b): do not run py-spy")
+    p.add_argument(
         "--worker-env",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="extra environment for the worker and faust readers, e.g. STREAM_BUFFER_MAXSIZE=16384 "
-        "or MODELMON_BATCH_SIZE=5000 (repeatable)",
+        help="extra environment of every worker, e.g. MODELMON_BATCH_SIZE=5000 (repeatable)",
     )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=0.0,
-        help="seconds to wait for the throughput run [max(300, events/200)]",
+    p.add_argument(
+        "--stall-seconds", type=float, help="fail a drain with no progress this long [60; --quick 30]"
     )
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument(
-        "--workdir",
+    p.add_argument(
+        "--timeout", type=float, default=0.0, help="fail a drain after this long [max(600, msgs/500)]"
+    )
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--workdir", type=Path, help="keep broker data, ClickHouse and logs here (default: temp, removed)"
+    )
+    p.add_argument(
+        "--json",
         type=Path,
-        default=None,
-        help="keep broker, ClickHouse and logs here (default: a temp dir, removed)",
+        default=BENCH_DIR / "results" / "pipeline.json",
+        help="write results here [bench/results/pipeline.json]",
     )
-    parser.add_argument(
-        "--json", type=Path, default=BENCH_DIR / "results" / "pipeline.json", help="write results here"
-    )
-    parser.add_argument("--floor", help=argparse.SUPPRESS)
-    parser.add_argument("--floor-out", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--floor-expected", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.events is None:
-        args.events = 20_000 if args.quick else 200_000
-    if args.reference_events is None:
-        args.reference_events = min(args.events, 100_000)
-    if args.latency_seconds is None:
-        args.latency_seconds = 10.0 if args.quick else 60.0
-    if args.profile_seconds is None:
-        args.profile_seconds = 4.0 if args.quick else 30.0
-    if args.profile_delay is None:
-        args.profile_delay = 1.0 if args.quick else 5.0
-    args.floors = [f for f in args.floors.split(",") if f]
-    if unknown := set(args.floors) - {"noop", "validate", "packed"}:
-        parser.error(f"unknown --floors {sorted(unknown)}; valid: noop, validate, packed")
+    args = p.parse_args(argv)
+    quick = args.quick
+    args.events = args.events or (50_000 if quick else 1_000_000)
+    args.backlog_minutes = args.backlog_minutes or (5.0 if quick else 50.0)
+    args.latency_compress = args.latency_compress or (12.0 if quick else 1.0)
+    args.latency_windows = args.latency_windows or (4 if quick else 3)
+    args.memory_join_cap = args.memory_join_cap or (2_000 if quick else 50_000)
+    args.idle_seconds = args.idle_seconds or (20.0 if quick else 60.0)
+    args.stall_seconds = args.stall_seconds or (30.0 if quick else 60.0)
+    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if unknown := args.skip - set(PHASES):
+        p.error(f"unknown phases in --skip: {', '.join(sorted(unknown))} (phases: {', '.join(PHASES)})")
+    if bad := [item for item in args.worker_env if "=" not in item]:
+        p.error(f"--worker-env takes NAME=VALUE, got {bad[0]!r}")
+    if args.latency_compress < 1:
+        p.error("--latency-compress must be >= 1")
     args.extra_env = dict(item.split("=", 1) for item in args.worker_env)
-    prefix = "MODELMON_"
-    args.settings_overrides = {
-        k[len(prefix) :].lower(): v for k, v in args.extra_env.items() if k.startswith(prefix)
-    }
     return args
 
 
-@contextlib.contextmanager
-def workdir_for(args: argparse.Namespace) -> Iterator[Path]:
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        yield args.workdir.resolve()
-        return
-    path = Path(tempfile.mkdtemp(prefix="modelmon-bench-pipeline-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+class Runner:
+    """Runs phases, printing a failure as one message (no traceback) and recording it in the JSON."""
+
+    def __init__(self, results: dict[str, Any], skip: set[str]) -> None:
+        self.results, self.skip = results, skip
+
+    def run(
+        self, key: str, fn: Callable[[], dict[str, Any]], needs: str = "", fails: str = ""
+    ) -> dict[str, Any] | None:
+        """``fn()``'s result, or None if skipped (``--skip``, ``needs``) or failed (``fails``, raised)."""
+        phases = self.results["phases"]
+        if key in self.skip:
+            phases[key] = {"status": "skipped", "reason": "--skip"}
+            return None
+        if fails:
+            return self._failed(key, fails, time.monotonic())
+        if needs:
+            phases[key] = {"status": "skipped", "reason": needs}
+            print(f"[{key}] skipped: {needs}", flush=True)
+            return None
+        started = time.monotonic()
+        try:
+            result = fn()
+        except PhaseFailed as error:
+            return self._failed(key, str(error), started)
+        except Exception as error:
+            self.results.setdefault("tracebacks", {})[key] = traceback.format_exc()
+            return self._failed(key, f"{type(error).__name__}: {error}", started)
+        phases[key] = {"status": "ok", "result": result, "seconds": time.monotonic() - started}
+        return result
+
+    def _failed(self, key: str, message: str, started: float) -> None:
+        print(f"[{key}] FAILED after {time.monotonic() - started:.0f} s: {message}", flush=True)
+        first = message.split("\n", 1)[0]
+        self.results["phases"][key] = {"status": "failed", "reason": first, "detail": message}
+        return None
+
+
+def run(args: argparse.Namespace, command: str, workdir: Path) -> dict[str, Any]:
+    from pipeline_context import Context
+    from pipeline_drain import phase_a, phase_b, phase_d, phase_g
+    from pipeline_live import phase_e, phase_f, phase_h
+    from pipeline_sink import Sinks
+    from pipeline_traffic import Traffic
+
+    from modelmon.broker import EmbeddedBroker
+    from sinks.clickhouse import connect
+    from sinks.migrate import migrate
+
+    results: dict[str, Any] = {
+        "command": command,
+        "machine": machine(),
+        "phases": {},
+        "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+    }
+    results["config"] = {
+        k: sorted(v) if isinstance(v, set) else v
+        for k, v in vars(args).items()
+        if k not in ("json", "workdir")
+    }
+    runner = Runner(results, args.skip)
+    print(f"modelmon pipeline bench at {results['machine']['git']}; work directory {workdir}", flush=True)
+    with EmbeddedBroker("noida", data_dir=workdir / "broker") as broker:
+        client = connect(f"chdb://{workdir / 'clickhouse'}")
+        migrate(client)
+        ctx = Context(
+            args,
+            workdir,
+            broker.bootstrap,
+            broker.pid or 0,
+            Sinks(client),
+            Traffic.generate(args.seed, args.labels_fraction),
+        )
+        try:
+            runner.run("e", lambda: phase_e(ctx))
+            runner.run("h", lambda: phase_h(ctx))  # first: on a fresh broker, before the others' topics
+            b_backlog, no_backlog = None, ""
+            if not {"a", "b"} <= args.skip:
+                try:
+                    b_backlog = ctx.backlog("b")
+                except Exception as error:
+                    no_backlog = f"filling the backlog failed: {type(error).__name__}: {error}"
+            a = runner.run("a", lambda: phase_a(ctx, b_backlog), fails=no_backlog)
+            b = runner.run("b", lambda: phase_b(ctx, b_backlog), fails=no_backlog)
+            if b_backlog is not None:
+                ctx.delete_topics(b_backlog.settings)
+            if a and b:
+                ratio = {
+                    "ratio": b["events_per_s"] / a["messages_per_s"],
+                    "cpu_ratio": b["events_per_cpu_s"] / a["messages_per_cpu_s"],
+                    "a": a["messages_per_s"],
+                    "b": b["events_per_s"],
+                }
+                runner.run("c", lambda: ratio)
+            else:
+                runner.run("c", dict, needs="needs (a) and (b)")
+            runner.run("d", lambda: phase_d(ctx, ctx.backlog("d")))
+            rate = args.latency_rate or (b["events_per_s"] / 2 if b else 0.0)
+            runner.run(
+                "f", lambda: phase_f(ctx, rate), needs="" if rate else "needs (b)'s rate or --latency-rate"
+            )
+            ctx.delete_topics(ctx.settings("f"))
+            ctx.delete_topics(ctx.settings("d"))
+            runner.run("g", lambda: phase_g(ctx))
+            ctx.delete_topics(ctx.settings("g"))
+        finally:
+            ctx.sinks.stop()
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.floor:
-        floor_main(args.floor, args.floor_out, args.floor_expected)
-        return 0
-    from modelmon.broker import EmbeddedBroker
-    from sinks.clickhouse import connect
-    from sinks.consumer import ClickHouseSink
-    from sinks.migrate import migrate
-    from streams.run import prepare_topics
-
     command = shlex.join(
-        [".venv/bin/python", "bench/bench_pipeline.py", *(argv if argv is not None else sys.argv[1:])]
+        [".venv/bin/python", "bench/bench_pipeline.py", *(sys.argv[1:] if argv is None else argv)]
     )
-    results = Results()
-    results.machine = {
-        **machine(),
-        "versions": versions(),
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-    traffic = Traffic.generate(args.seed, args.label_fraction)
-    with workdir_for(args) as workdir:
-        args.workdir_path = workdir
-        models = workdir / "models"
-        for model_id in (THROUGHPUT_MODEL, LATENCY_MODEL, WARMUP_MODEL):
-            write_spec(models, model_id)
-        if not args.no_micro:
-            print("[micro] per-event costs in this process", flush=True)
-            results.micro = microbench(traffic, models)
-        with EmbeddedBroker("noida", data_dir=workdir / "broker") as broker:
-            args.broker_pid = broker.pid or 0
-            settings = Settings(
-                kafka_bootstrap=broker.bootstrap,
-                topic_prefix="bench.",
-                app_id="bench-pipeline",
-                models_path=models,
-                worker_data_dir=workdir / "worker",
-                clickhouse_dsn=f"chdb://{workdir / 'clickhouse'}",
-                topic_partitions=args.partitions,
-                # Windows close by their grace period, as under steady real-time traffic; see run_latency.
-                allowed_lateness_seconds=86_400,
-                # The latency phase compresses event time: windows run hours ahead of the clock.
-                max_future_skew="30d",
-                _env_file=None,  # type: ignore[call-arg]
-                **args.settings_overrides,
-            )
-            results.config = {
-                "events": args.events,
-                "label_fraction": args.label_fraction,
-                "partitions": args.partitions,
-                "features": f"{N_NUMERICAL} numerical + {N_CATEGORICAL} categorical",
-                "worker_env": args.extra_env,
-                "batch_size": settings.batch_size,
-                "batch_within": settings.batch_within,
-                "chunk_size": settings.chunk_size,
-                "window_seconds": settings.window_seconds,
-                "grace_seconds": settings.window_grace_seconds,
-                "idle_flush_seconds": settings.idle_flush_seconds,
-                "sink_flush_seconds": settings.sink_flush_seconds,
-                "command": command,
-            }
-            if not args.no_reference:
-                run_references(settings, traffic, workdir, args, results)
-            prepare_topics(settings)
-            client = connect(settings.clickhouse_dsn)
-            migrate(client)
-            writer = recording_writer_class()(client)
-            sink = ClickHouseSink(settings, writer)
-            sink.start_thread()
-            worker = Child(
-                [*python_module("modelmon", args.uvloop), "worker"],
-                worker_env(settings, args.extra_env),
-                workdir / "worker.log",
-            )
-            try:
-                if not worker.wait_log("[^Worker]: Ready", 120):
-                    raise RuntimeError(f"the worker did not start:\n{worker.log_tail()}")
-                print(
-                    f"[warm-up] worker pid {worker.pid} ready; {WARMUP_EVENTS} events through the pipeline",
-                    flush=True,
-                )
-                warm_up(settings, traffic, writer, worker)
-                run_throughput(settings, traffic, writer, worker, args, results)
-                if not args.no_latency:
-                    run_latency(settings, traffic, writer, worker, args, results)
-            finally:
-                worker.stop()
-                sink.stop()
-                if args.workdir is not None:
-                    print(f"worker log: {worker.log_path}")
-    text = report(results, command)
+    started = time.monotonic()
+    workdir = (
+        args.workdir.resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="modelmon-bench-pipeline-"))
+    )
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        results = run(args, command, workdir)
+        if args.json:  # keep (b)'s raw stacks beside the JSON (speedscope, flamegraph.pl)
+            profile = results["phases"].get("b", {}).get("result", {}).get("profile") or {}
+            if profile.get("file") and Path(profile["file"]).exists():
+                kept = args.json.with_name(args.json.stem + "-worker-profile.txt")
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(profile["file"], kept)
+                profile["kept"] = str(kept)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        return 130
+    except Exception as error:
+        print(f"the bench could not run: {type(error).__name__}: {error}", flush=True)
+        return 1
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    results["seconds"] = time.monotonic() - started
+    results["machine"]["loadavg_end"] = os.getloadavg()
     print()
-    print(text)
+    print(report(results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {k: v for k, v in results.__dict__.items()}
-        args.json.write_text(json.dumps(payload, indent=2, default=str))
+        args.json.write_text(json.dumps(results, indent=2, default=str))
         print(f"results: {args.json}")
-    ok = results.throughput.get("complete", False) and (
-        args.no_latency or results.latency.get("landed_windows") == results.latency.get("measured_windows")
-    )
-    return 0 if ok else 1
+    failed = [k for k, v in results["phases"].items() if v.get("status") == "failed"]
+    inexact = [k for k in "bd" if results["phases"].get(k, {}).get("result", {}).get("exact") is False]
+    return 1 if failed or inexact else 0
 
 
 if __name__ == "__main__":

@@ -1,87 +1,123 @@
-"""The worker's py-spy profile: recording it, and splitting its samples by thread, category and frame."""
+"""py-spy on the worker: recording while it drains, and the top frames of the data plane and the rest."""
 
 from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline_processes import REPO_DIR
-
-PROFILE_RATE = 100  # py-spy samples per second
-
-
+RATE = 100  # samples per second
+REPO_DIR = Path(__file__).resolve().parents[1]
+DATA_PLANE = "data-plane"
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
+ROOT_FRAMES = (
+    "runpy",
+    "click/",
+    "modelmon/cli.py",
+    "modelmon/__main__.py",
+    "streams/run.py",
+    "mode/worker.py",
+    "asyncio/base_events.py",
+    "asyncio/events.py",
+    "threading.py",
+    "mode/threads.py",
+    "faust/cli/",
+)
+"""Frames every stack of a thread runs through (entry points, the event loop, thread bootstrap): left
+out of the inclusive shares, where they would sit at ~100% and say nothing."""
 
 
-def _in(*parts: str) -> Callable[[str, str], bool]:
-    return lambda func, path: any(part in path for part in parts)
+class Profiler:
+    """``py-spy record --threads --format raw --nonblocking`` on a process until :meth:`stop`."""
+
+    def __init__(self, pid: int, output: Path) -> None:
+        self.output = output
+        self.process: subprocess.Popen[bytes] | None = None
+        self.error = ""
+        self.seconds = 0.0
+        pyspy = _pyspy()
+        if pyspy is None:
+            self.error = "py-spy not found (.venv/bin/pip install py-spy, or pip install -e '.[bench]')"
+            return
+        args = [pyspy, "record", "--pid", str(pid), "--rate", str(RATE), "--format", "raw", "--threads"]
+        # --nonblocking: the worker is not paused per sample (less overhead, rare torn stacks).
+        args += ["--nonblocking", "--output", str(output)]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._started = time.monotonic()
+
+    def stop(self) -> dict[str, Any]:
+        """Stop recording (SIGINT makes py-spy write its file) and analyse what it wrote."""
+        if self.process is None:
+            return {"error": self.error}
+        self.seconds = time.monotonic() - self._started
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            _, err = self.process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, err = self.process.communicate()
+        if not self.output.exists() or not self.output.stat().st_size:
+            return {"error": err.decode(errors="replace")[-1500:] or "py-spy wrote nothing"}
+        result = analyse(self.output, self.seconds)
+        result["file"] = str(self.output)
+        return result
 
 
-CATEGORIES: list[tuple[str, Callable[[str, str], bool]]] = [
-    ("validation: orjson + pydantic (streams/validation.py)", _in("pydantic", "streams/validation.py")),
-    ("window bundles: numpy aggregates (streams/bundle.py, detectors)",
-     _in("streams/bundle.py", "streams/columns.py", "streams/exact_sums.py", "detectors/", "numpy/",
-         "fractions.py")),
-    ("stage 2: merge bundles, window metrics", _in("streams/stage2.py", "streams/finalize.py")),
-    ("stage 1 partials: bundle to_dict + orjson (streams/chunks.py)", _in("streams/chunks.py")),
-    ("faust table 'joins' (dict, changelog send_soon)",
-     _in("faust/tables", "faust/stores", "mode/utils/collections.py")),
-    ("aiokafka: produce requests, protocol, socket writes", _in("aiokafka/")),
-    ("faust: streams, conductor, topics, producer buffer", _in("faust/")),
-    ("mode: faust's service/timer machinery", _in("mode/")),
-    ("stage 1: join, chunks, loop over events (streams/stage1.py, join.py)", _in("streams/", "modelmon/")),
-    ("logging", _in("logging/")),
-]  # fmt: skip
-"""Categories of the main thread's samples, most specific first. A sample goes to the first category
-matched walking its stack from the leaf up; time in asyncio/selectors/sockets goes to its caller's
-category, and only samples with no other match count as the event loop's own (select, dispatch)."""
-EVENT_LOOP = "asyncio event loop itself: select(), callback dispatch"
+def _pyspy() -> str | None:
+    return shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+
+
+def python_thread_names(pid: int) -> dict[int, str]:
+    """Native thread id -> Python thread name of a process, from ``py-spy dump`` ({} without py-spy)."""
+    pyspy = _pyspy()
+    if pyspy is None:
+        return {}
+    try:
+        dump = subprocess.run(
+            [pyspy, "dump", "--pid", str(pid), "--nonblocking"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {int(tid): name for tid, name in re.findall(r'^Thread (\d+) \([^)]*\): "([^"]*)"', dump, re.M)}
 
 
 def _parse_frame(text: str) -> tuple[str, str]:
     match = _FRAME.match(text.strip())
-    if not match:
-        return text.strip(), ""
-    return match["func"], match["file"]
+    return (match["func"], match["file"]) if match else (text.strip(), "")
 
 
-def _thread_role(label: str, paths: set[str]) -> str:
-    """A readable name for a thread of the worker, from its py-spy label and the files on its stacks."""
-    if label.endswith("MainThread"):
-        return "main thread: event loop (agents, table, producer, timers)"
-    if any("streams/references.py" in p for p in paths):
-        return "reference catalog thread (confluent-kafka poll)"
-    if any("mode/threads.py" in p for p in paths):
-        return "faust consumer thread (aiokafka fetcher)"
-    return label.split(": ", 1)[-1] or "other"
+def short_path(path: str) -> str:
+    """A frame's file relative to the repository, site-packages or the standard library."""
+    for marker in ("site-packages/", f"{REPO_DIR}/"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    stdlib = re.search(r"/lib/python3\.\d+/(.*)", path)
+    return stdlib.group(1) if stdlib else path
 
 
-def _shares(counter: Counter[str], total: int, n: int | None = None) -> list[tuple[str, float]]:
-    return [(k, v / total) for k, v in counter.most_common(n)] if total else []
+def _thread_name(label: str) -> str:
+    """``thread (123): data-plane`` -> ``data-plane``."""
+    return label.split(": ", 1)[1] if ": " in label else label
 
 
-_ROOT_FRAMES = (
-    "runpy", "click/", "modelmon/cli.py", "modelmon/__main__.py", "streams/run.py", "mode/worker.py",
-    "asyncio/base_events.py", "asyncio/events.py", "threading.py", "mode/threads.py",
-)  # fmt: skip
+def analyse(raw: Path, seconds: float, rate: int = RATE, top: int = 15) -> dict[str, Any]:
+    """Busy share per thread, and per group (the data plane, all other threads) the top frames.
 
-
-def analyse_profile(raw: Path, seconds: float, rate: int, top: int = 15) -> dict[str, Any]:
-    """Threads, categories and top frames of a py-spy ``--format raw --threads`` file.
-
-    A thread's *busy* share is its samples over ``seconds * rate``: py-spy records only threads that
-    are not idle. Category (main thread): the first frame from the leaf upwards that matches one of
-    :data:`CATEGORIES`, so time in numpy called by the bundle counts as "bundle", time in aiokafka's
-    send called by faust's producer as "aiokafka". Inclusive shares leave out the frames every stack
-    runs through (runpy, click, the event loop's run_forever, ...).
+    A thread's *busy* share is its samples over ``seconds * rate`` (py-spy records a thread only when
+    it is not idle). *Inclusive* share of a frame: the group's samples whose stack contains it
+    (counted once per sample), leaving out :data:`ROOT_FRAMES`; *own*: samples where it is the leaf.
     """
-    stacks: dict[str, list[tuple[list[tuple[str, str]], int]]] = defaultdict(list)
+    threads: Counter[str] = Counter()
+    own: dict[str, Counter[str]] = defaultdict(Counter)
+    inclusive: dict[str, Counter[str]] = defaultdict(Counter)
+    totals: Counter[str] = Counter()
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -90,61 +126,30 @@ def analyse_profile(raw: Path, seconds: float, rate: int, top: int = 15) -> dict
         label = frames.pop(0) if frames and frames[0].startswith("thread ") else "thread: ?"
         while frames and frames[0].startswith("process "):
             frames.pop(0)
-        if frames:
-            stacks[label].append(([_parse_frame(f) for f in frames], int(count_text)))
-    threads: Counter[str] = Counter()
-    self_counts: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    categories: Counter[str] = Counter()
-    main_total = 0
-    for label, items in stacks.items():
-        role = _thread_role(label, {p for parsed, _ in items for _, p in parsed})
-        threads[role] += sum(count for _, count in items)
-        if not role.startswith("main thread"):
-            continue
-        for parsed, count in items:
-            main_total += count
+        name, count = _thread_name(label), int(count_text)
+        threads[name] += count
+        group = DATA_PLANE if DATA_PLANE in name else "other threads"
+        totals[group] += count
+        parsed = [_parse_frame(f) for f in frames]
+        if parsed:
             func, path = parsed[-1]
-            self_counts[f"{func} ({_short(path)})"] += count
-            for name in {f"{f} ({_short(p)})" for f, p in parsed if not any(r in p for r in _ROOT_FRAMES)}:
-                inclusive[name] += count
-            for f, p in reversed(parsed):
-                if any(r in p for r in _ROOT_FRAMES):
-                    continue
-                category = next((name for name, test in CATEGORIES if test(f, p)), None)
-                if category is not None:
-                    categories[category] += count
-                    break
-            else:
-                generic = any(s in p for _, p in parsed for s in ("asyncio/", "selectors.py"))
-                categories[EVENT_LOOP if generic else "other"] += count
+            own[group][f"{func} ({short_path(path)})"] += count
+        names = {f"{f} ({short_path(p)})" for f, p in parsed if not any(r in p for r in ROOT_FRAMES)}
+        for frame in names:
+            inclusive[group][frame] += count
     possible = max(1.0, seconds * rate)
-    return {
-        "samples": sum(threads.values()),
-        "main_samples": main_total,
-        "seconds": seconds,
-        "rate": rate,
-        "threads": [(role, n, n / possible) for role, n in threads.most_common()],
-        "categories": _shares(categories, main_total),
-        "self": _shares(self_counts, main_total, top),
-        "inclusive": _shares(inclusive, main_total, top * 2),
+    groups = {
+        group: {
+            "samples": total,
+            "inclusive": [(k, v / total) for k, v in inclusive[group].most_common(top)],
+            "own": [(k, v / total) for k, v in own[group].most_common(top)],
+        }
+        for group, total in totals.items()
     }
-
-
-def _short(path: str) -> str:
-    for marker in ("site-packages/", "/lib/python3.11/", str(REPO_DIR) + "/"):
-        if marker in path:
-            return path.split(marker, 1)[1]
-    return path
-
-
-def start_profile(pid: int, seconds: float, raw: Path) -> subprocess.Popen[bytes] | None:
-    pyspy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
-    if pyspy is None:
-        print("  py-spy not found: .venv/bin/pip install py-spy to profile the worker", flush=True)
-        return None
-    duration, rate = str(max(1, round(seconds))), str(PROFILE_RATE)
-    args = [pyspy, "record", "--pid", str(pid), "--duration", duration, "--rate", rate, "--format", "raw"]
-    # --nonblocking: do not pause the worker per sample (less overhead, rare torn stacks).
-    args += ["--nonblocking", "--threads", "--output", str(raw)]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return {
+        "seconds": round(seconds, 1),
+        "rate": rate,
+        "samples": sum(threads.values()),
+        "threads": [(name, n, n / possible) for name, n in threads.most_common()],
+        "groups": groups,
+    }

@@ -1,8 +1,7 @@
-"""Smoke test of bench/bench_pipeline.py: a tiny run reports an events/s figure and a latency figure."""
+"""bench/bench_pipeline.py: a tiny run reports (a)..(h) with exact counts, and its profile analysis."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -13,81 +12,70 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "bench_pipeline.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_pipeline", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_pipeline", module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return sys.modules["bench_pipeline"]
+RESULT = re.compile(r"^RESULT ([a-h]) [^:]+: (.*)$", re.MULTILINE)
 
 
 @pytest.mark.integration
-def test_tiny_run_reports_throughput_and_latency(tmp_path: Path) -> None:
-    # Small chunks and a short grace period keep the latency phase to seconds; no faust readers,
-    # no profile (py-spy is not a project dependency), no microbenchmarks.
-    # fmt: off
-    args = [
-        sys.executable, str(SCRIPT), "--quick",
-        "--events", "1500", "--reference-events", "1000", "--floors", "", "--no-micro", "--no-profile",
-        "--latency-rate", "200", "--latency-seconds", "4", "--windows-per-second", "1",
-        "--worker-env", "MODELMON_CHUNK_SIZE=100", "--worker-env", "MODELMON_WINDOW_GRACE_SECONDS=2",
-        "--json", str(tmp_path / "pipeline.json"),
-    ]
-    # fmt: on
+def test_tiny_run_reports_every_phase_with_exact_counts(tmp_path: Path) -> None:
+    # Ceiling, one worker, the ratio and the SDK; the slow phases (two workers, latency, memory,
+    # idle CPU) are skipped, and py-spy is not a project dependency.
+    out = tmp_path / "pipeline.json"
+    args = ["--quick", "--events", "3000", "--backlog-minutes", "2", "--sdk-calls", "5000"]
+    args += ["--skip", "d,f,g,h", "--no-profile"]
     proc = subprocess.run(
-        args,
+        [sys.executable, str(SCRIPT), *args, "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=240,
         cwd=REPO,
         check=False,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-6000:]
-    rate = re.search(r"^RESULT pipeline: ([\d,]+) events/s per worker process", proc.stdout, re.MULTILINE)
-    assert rate, output[-6000:]
-    assert int(rate.group(1).replace(",", "")) > 0
-    latency = re.search(r"^RESULT latency: p50 ([\d.]+) s, p99 ([\d.]+) s", proc.stdout, re.MULTILINE)
-    assert latency, output[-6000:]
-    p50, p99 = float(latency.group(1)), float(latency.group(2))
-    assert 0 < p50 <= p99
-    assert "Reproduce: .venv/bin/python bench/bench_pipeline.py" in proc.stdout
-    results = json.loads((tmp_path / "pipeline.json").read_text())
-    assert results["throughput"]["complete"] is True
-    assert results["throughput"]["counted_events"] == 1500
-    assert results["latency"]["landed_windows"] == results["latency"]["measured_windows"] == 4
+    results = dict(RESULT.findall(proc.stdout))
+    assert sorted(results) == list("abcdefgh"), output[-6000:]
+    assert re.match(r"[\d,]+ msg/s;", results["a"]), results["a"]
+    assert re.match(r"[\d,]+ events/s; 3,600 events \(3,000 predictions \+ 600 labels\)", results["b"])
+    assert "counts exact" in results["b"]
+    assert re.match(r"\d+\.\d\d;", results["c"]), results["c"]
+    assert re.match(r"[\d,]+ events/s; 5,000 calls \+ flush; per call median [\d.]+ µs", results["e"])
+    for skipped in "dfgh":
+        assert results[skipped].startswith("SKIPPED"), results[skipped]
+    assert f"Reproduce: .venv/bin/python bench/bench_pipeline.py {' '.join(args)} --json {out}" in proc.stdout
+    data = json.loads(out.read_text())
+    b = data["phases"]["b"]["result"]
+    assert (b["stored_events"], b["stored_labels"], b["exact"]) == (3000, 600, True)
+    assert b["drift_windows"] == b["windows"] > 0  # the reference was loaded: drift at every window close
+    assert data["phases"]["a"]["result"]["messages"] == 3600
+    assert data["machine"]["cpus"] and data["machine"]["git"]
 
 
-def test_profile_analysis_splits_threads_and_categories(tmp_path: Path) -> None:
-    bench = load_bench()
-    root = "<module> (modelmon/__main__.py:3);BaseEventLoop.run_forever (asyncio/base_events.py:607)"
+def test_profile_analysis_splits_the_data_plane_from_the_other_threads(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from pipeline_profile import analyse
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    boot = "Thread._bootstrap (/usr/lib/python3.11/threading.py:1002)"
+    plane = f"{boot};DataPlane.run ({REPO}/streams/data_plane.py:180)"
+    entry = "<module> (modelmon/__main__.py:3)"
+    loop = f"{entry};BaseEventLoop.run_forever (/x/lib/python3.11/asyncio/base_events.py:6)"
     raw = tmp_path / "profile.txt"
     raw.write_text(
-        "\n".join(
-            [
-                f"thread (1): MainThread;{root};Stage1.process (streams/stage1.py:10);"
-                "parse_event (streams/validation.py:60);BaseModel.model_validate (pydantic/main.py:1) 30",
-                f"thread (1): MainThread;{root};Stage1._fold (streams/stage1.py:20);"
-                "WindowBundle.add_predictions (streams/bundle.py:5);unique (numpy/lib/x.py:1) 50",
-                f"thread (1): MainThread;{root};EpollSelector.select (selectors.py:468) 20",
-                "thread (2): Thread-1;WorkerThread.run (mode/threads.py:62);"
-                "Fetcher._proc_fetch_request (aiokafka/consumer/fetcher.py:747) 40",
-            ]
-        )
-        + "\n"
+        f"thread (7): data-plane;{plane};Stage1.process ({REPO}/streams/stage1.py:10) 60\n"
+        f"thread (7): data-plane;{plane};Consumer.consume (x.py:1) 20\n"
+        f"thread (1): MainThread;{loop};Stage2.process ({REPO}/streams/stage2.py:5) 30\n"
+        "thread (9): Thread-1;Fetcher._fetch (/v/site-packages/aiokafka/consumer/fetcher.py:9) 10\n"
     )
-    result = bench.analyse_profile(raw, seconds=2, rate=100)
-    assert result["samples"] == 140 and result["main_samples"] == 100
-    threads = {role: busy for role, _, busy in result["threads"]}
-    assert threads["main thread: event loop (agents, table, producer, timers)"] == pytest.approx(0.5)
-    assert threads["faust consumer thread (aiokafka fetcher)"] == pytest.approx(0.2)
-    categories = dict(result["categories"])
-    assert categories["window bundles: numpy aggregates (streams/bundle.py, detectors)"] == pytest.approx(0.5)
-    assert categories["validation: orjson + pydantic (streams/validation.py)"] == pytest.approx(0.3)
-    assert categories[bench.EVENT_LOOP] == pytest.approx(0.2)
-    inclusive = dict(result["inclusive"])
-    assert inclusive["Stage1._fold (streams/stage1.py)"] == pytest.approx(0.5)
-    assert not any("run_forever" in name for name in inclusive)
+    result = analyse(raw, seconds=2.0, rate=100)
+    assert result["samples"] == 120
+    busy = {name: share for name, _, share in result["threads"]}
+    assert busy == {"data-plane": 0.4, "MainThread": 0.15, "Thread-1": 0.05}
+    plane_frames = dict(result["groups"]["data-plane"]["inclusive"])
+    assert plane_frames["DataPlane.run (streams/data_plane.py)"] == pytest.approx(1.0)
+    assert plane_frames["Stage1.process (streams/stage1.py)"] == pytest.approx(0.75)
+    assert not any("_bootstrap" in frame for frame in plane_frames)  # thread entry frames left out
+    others = dict(result["groups"]["other threads"]["inclusive"])
+    assert others["Stage2.process (streams/stage2.py)"] == pytest.approx(0.75)
+    assert others["Fetcher._fetch (aiokafka/consumer/fetcher.py)"] == pytest.approx(0.25)
+    assert not any("run_forever" in frame for frame in others)
