@@ -171,3 +171,22 @@ def test_a_full_join_state_evicts_the_oldest_waiting_predictions_as_label_missin
     assert len(stage.joins[0]) == 2 and ids[0] not in stage.joins[0]
     stage.publish_revisions(0.0)
     assert sum(p.bundle.label_missing for p in out.sent) == 1
+
+
+def test_a_prediction_whose_label_never_arrives_expires_after_the_label_ttl_unlabelled() -> None:
+    now = [NOW_S]
+    config = Settings(_env_file=None, chunk_size=100, max_partial_bytes=1_000_000)  # type: ignore[call-arg]
+    out = Outputs()
+    stage = Stage1(config, {"m": SPEC}, lambda m, v: None, out, partitions=1, clock=lambda: now[0])
+    (pid,) = local_ids(1)
+    stage.process("predictions", 0, [prediction(0, pid, 1.0)])  # one minute before NOW_S
+    assert stage.expire_entries() == 0  # the spec's label_ttl is 7 days
+    now[0] += 7 * 86_400
+    assert stage.expire_entries() == 1 and pid not in stage.joins[0]
+    assert stage.take_changelog()  # the deletion reaches the changelog: a restart does not bring it back
+    late = {"prediction_id": pid, "model_id": "m", "label": 1, "ts": "2026-01-08T00:00:00Z"}
+    stage.process("ground-truth", 0, [Message(orjson.dumps(late), 0, "ground-truth")])
+    assert (stage.stats.labels, stage.stats.joined) == (1, 0)  # waits for a prediction that is gone
+    stage.publish_revisions(0.0)
+    assert sum(p.bundle.events for p in out.sent) == 1
+    assert sum(p.bundle.labels for p in out.sent) == 0  # counted as unlabelled: label_coverage 0

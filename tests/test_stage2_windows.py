@@ -237,3 +237,16 @@ def test_a_revision_stays_held_after_its_window_closed_until_its_source_is_final
     run(stage2, stream, final)
     assert newer in stream.acked and final in stream.acked
     assert events_of(topic, 0)[-1] == 136.0
+
+
+def test_an_invalid_partial_is_dead_lettered_counted_and_the_next_one_is_applied() -> None:
+    spec, store, topic, stream, dead = make_spec(), {}, Topic(), Stream(), Topic()
+    stage2 = make_stage2(store, topic, dead_topic=dead)
+    broken = Event(Message(b'{"source": "x", "bundle": 3}', offset=0))
+    good = partial(spec, 0, 10, "a", T0 + 3 * WINDOW_MS)
+    good.message.offset = 1
+    run(stage2, stream, broken, good)
+    assert stage2.stats.invalid_partials == 1
+    assert [d.error_type for d in dead.letters] == ["invalid_partial"]
+    assert events_of(topic, 0) == [10.0]
+    assert {id(e) for e in stream.acked} == {id(broken), id(good)}
