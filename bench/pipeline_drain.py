@@ -172,13 +172,8 @@ def phase_b(ctx: Context, backlog: Backlog) -> dict[str, Any]:
         ctx.sinks.stop()
     seconds = done - t0
     out = {
-        "predictions": backlog.predictions,
-        "labels": backlog.labels,
-        "events": backlog.messages,
-        "seconds": seconds,
-        "events_per_s": backlog.messages / seconds,
+        **_rates(backlog, seconds, cpu),
         "worker_cpu_s": cpu,
-        "events_per_cpu_s": backlog.messages / cpu if cpu else float("nan"),
         "rss_mb": rss,
         "broker_cpu_s": broker_cpu,
         "sdk_fill_events_per_s": backlog.messages / backlog.fill_seconds,
@@ -194,6 +189,18 @@ def phase_b(ctx: Context, backlog: Backlog) -> dict[str, Any]:
         f"worker CPU {cpu:.1f} s = {out['events_per_cpu_s']:,.0f} events per CPU-second",
     )
     return out
+
+
+def _rates(backlog: Backlog, seconds: float, cpu: float) -> dict[str, Any]:
+    """What (b) and (d) report alike: the backlog, the drain time, events/s and events per CPU-second."""
+    return {
+        "predictions": backlog.predictions,
+        "labels": backlog.labels,
+        "events": backlog.messages,
+        "seconds": seconds,
+        "events_per_s": backlog.messages / seconds,
+        "events_per_cpu_s": backlog.messages / cpu if cpu else float("nan"),
+    }
 
 
 def phase_d(ctx: Context, backlog: Backlog) -> dict[str, Any]:
@@ -219,16 +226,11 @@ def phase_d(ctx: Context, backlog: Backlog) -> dict[str, Any]:
         ctx.sinks.stop()
     seconds = done - first
     out = {
-        "predictions": backlog.predictions,
-        "labels": backlog.labels,
-        "events": backlog.messages,
-        "seconds": seconds,
-        "events_per_s": backlog.messages / seconds,
+        **_rates(backlog, seconds, cpu),
         "seconds_from_both": done - both,
         "events_per_s_from_both": backlog.messages / (done - both),
         "second_worker_after_s": both - first,
         "workers_cpu_s": cpu,
-        "events_per_cpu_s": backlog.messages / cpu if cpu else float("nan"),
     }
     out.update(_check_exact(ctx, "d", backlog))
     ctx.log(

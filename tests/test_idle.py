@@ -57,6 +57,18 @@ def _produce(bootstrap: str, topic: str, count: int) -> None:
     assert producer.flush(15) == 0
 
 
+def _committed_at(bootstrap: str, topic: str, *offsets: int) -> Consumer:
+    """10 messages on the topic's 2 partitions, the group's offsets committed; a new group member."""
+    _produce(bootstrap, topic, 10)
+    first = _consumer(bootstrap, f"{topic}-g")
+    try:
+        committed = [TopicPartition(topic, p, offset) for p, offset in enumerate(offsets)]
+        first.commit(offsets=committed, asynchronous=False)
+    finally:
+        first.close()
+    return _consumer(bootstrap, f"{topic}-g")
+
+
 def test_empty_topics_count_as_read_to_the_end(kafka_broker: EmbeddedBroker, topic: str) -> None:
     # Nothing was ever consumed: no position; the low watermark equals the high one.
     consumer = _consumer(kafka_broker.bootstrap, f"{topic}-g")
@@ -99,14 +111,7 @@ def test_a_backlog_is_not_read_until_consumed(kafka_broker: EmbeddedBroker, topi
 
 
 def test_a_committed_group_starts_at_its_end(kafka_broker: EmbeddedBroker, topic: str) -> None:
-    _produce(kafka_broker.bootstrap, topic, 10)
-    group = f"{topic}-g"
-    first = _consumer(kafka_broker.bootstrap, group)
-    try:
-        first.commit(offsets=[TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 5)], asynchronous=False)
-    finally:
-        first.close()
-    consumer = _consumer(kafka_broker.bootstrap, group)
+    consumer = _committed_at(kafka_broker.bootstrap, topic, 5, 5)
     try:
         consumer.subscribe([topic])
         check = IdleCheck(consumer)
@@ -116,14 +121,7 @@ def test_a_committed_group_starts_at_its_end(kafka_broker: EmbeddedBroker, topic
 
 
 def test_a_committed_group_behind_its_end_is_not_caught_up(kafka_broker: EmbeddedBroker, topic: str) -> None:
-    _produce(kafka_broker.bootstrap, topic, 10)
-    group = f"{topic}-g"
-    first = _consumer(kafka_broker.bootstrap, group)
-    try:
-        first.commit(offsets=[TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 3)], asynchronous=False)
-    finally:
-        first.close()
-    consumer = _consumer(kafka_broker.bootstrap, group)
+    consumer = _committed_at(kafka_broker.bootstrap, topic, 5, 3)
     try:
         _assigned(consumer, topic, 2)
         check = IdleCheck(consumer)

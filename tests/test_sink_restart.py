@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -32,7 +30,7 @@ from modelmon.settings import Settings
 from sinks.clickhouse import Client
 from sinks.consumer import SINK_GROUP_SUFFIX, ClickHouseSink, sink_instance_id
 from sinks.writer import ClickHouseWriter
-from tests.workers import make_settings, wait_until
+from tests.workers import SinkProcess, make_settings, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -72,38 +70,6 @@ def metric_point(model_id: str, i: int, base: datetime) -> MetricPoint:
         value=float(i),
         source="test",
     )
-
-
-class SinkProcess:
-    """A ``python -m modelmon sink`` subprocess with its output in a log file."""
-
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "modelmon", "sink"],
-            env={**os.environ, **settings.to_env()},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(10)
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
-        return self.process.returncode
 
 
 class Committed:

@@ -50,15 +50,19 @@ def make_settings(bootstrap: str, prefix: str, workdir: Path, models: Path, **ex
     return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
 
 
-class WorkerProcess:
-    """A `modelmon worker` subprocess with its log in a file."""
+class ModelmonProcess:
+    """A `python -m modelmon <command>` subprocess with its log in a file."""
+
+    command = ""
+    stop_timeout = 20.0
+    reap_timeout = 5.0
 
     def __init__(self, settings: Settings, log_path: Path, *args: str) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
         env = {**os.environ, **settings.to_env()}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "modelmon", "worker", *args],
+            [sys.executable, "-m", "modelmon", self.command, *args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -71,21 +75,28 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
 
-    def stop(self, timeout: float = 20.0) -> int:
+    def stop(self, timeout: float | None = None) -> int:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds (the class's ``stop_timeout`` by default)."""
         if self.alive:
             self.process.terminate()
             try:
-                self.process.wait(timeout)
+                self.process.wait(self.stop_timeout if timeout is None else timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.wait(5)
+                self.process.wait(self.reap_timeout)
         self._log.close()
         return self.process.returncode
 
     def kill(self) -> None:
         self.process.kill()
-        self.process.wait(5)
+        self.process.wait(self.reap_timeout)
         self._log.close()
+
+
+class WorkerProcess(ModelmonProcess):
+    """A `modelmon worker` subprocess with its log in a file."""
+
+    command = "worker"
 
 
 def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
@@ -98,40 +109,12 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.5)
     return check()
 
 
-class SinkProcess:
-    """A `modelmon sink` subprocess with its log in a file (it owns its chDB directory while it runs)."""
+class SinkProcess(ModelmonProcess):
+    """A `modelmon sink` subprocess (it owns its chDB directory while it runs).
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        env = {**os.environ, **settings.to_env()}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "modelmon", "sink"],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+    SIGTERM: the sink finishes its batch, leaves its group and exits 0.
+    """
 
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM (the sink finishes its batch, leaves its group, exits 0), SIGKILL after ``timeout``."""
-        if self.alive:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
-        return self.process.returncode
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(10)
-        self._log.close()
+    command = "sink"
+    stop_timeout = 30.0
+    reap_timeout = 10.0
