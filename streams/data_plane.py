@@ -196,13 +196,18 @@ class DataPlane:
                 log.warning("consumer error: %s", error)
         for (topic, partition), items in by_tp.items():
             self.stage1.process(topic, partition, items)  # type: ignore[arg-type]
-        for partition, payload in self.stage1.take_changelog().items():
-            self._produce(self.joins_topic, payload, str(partition).encode(), partition=partition)
+        self._log_joins()
         self.producer.poll(0)
         if by_tp:
             self.batches += 1
             self.events += sum(map(len, by_tp.values()))
         return bool(by_tp)
+
+    def _log_joins(self) -> None:
+        """Send the join state's changes to its changelog partition by partition."""
+        for partition, payloads in self.stage1.take_changelog().items():
+            for payload in payloads:
+                self._produce(self.joins_topic, payload, str(partition).encode(), partition=partition)
 
     def _housekeeping(self, consumer: Consumer, timers: dict[str, float]) -> None:
         now = time.monotonic()
@@ -212,8 +217,7 @@ class DataPlane:
         if now - timers["expire"] >= EXPIRE_EVERY_SECONDS:
             timers["expire"] = now
             self.stage1.expire_entries()
-            for partition, payload in self.stage1.take_changelog().items():
-                self._produce(self.joins_topic, payload, str(partition).encode(), partition=partition)
+            self._log_joins()
         if now - timers["commit"] >= self.settings.commit_interval:
             timers["commit"] = now
             self._commit(consumer)

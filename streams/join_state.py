@@ -33,12 +33,12 @@ class JoinState(MutableMapping[str, Entry]):
     >>> state["c"] = {"p": {"t": 3, "m": "m"}}
     >>> [key for key, _ in state.evict()]  # over the cap: the oldest, a waiting prediction
     ['a']
-    >>> payload = state.take_changes()
+    >>> (payload,) = state.take_changes()
     >>> copy = JoinState()
     >>> copy.apply(payload); sorted(copy)
     ['b', 'c']
-    >>> state.take_changes() is None  # nothing changed since
-    True
+    >>> state.take_changes()  # nothing changed since
+    []
     """
 
     def __init__(self, max_entries: int = 250_000) -> None:
@@ -76,13 +76,17 @@ class JoinState(MutableMapping[str, Entry]):
         return len(self._entries)
 
     # -- the changelog -----------------------------------------------------------------------------
-    def take_changes(self) -> bytes | None:
-        """What changed since the last call, as one changelog message (None: nothing changed)."""
+    def take_changes(self, max_bytes: int = 900_000) -> list[bytes]:
+        """What changed since the last call, as changelog messages of at most ``max_bytes`` each.
+
+        Usually one message; a large batch is split into messages with disjoint keys, so they can be
+        applied in any order (one entry larger than ``max_bytes`` goes alone).
+        """
         if not self._changed:
-            return None
-        payload = orjson.dumps(list(self._changed.items()))
+            return []
+        items = list(self._changed.items())
         self._changed = {}
-        return payload
+        return _pieces(items, max_bytes)
 
     def apply(self, payload: bytes | None) -> None:
         """Apply one changelog message (restoring: nothing is recorded as changed)."""
@@ -119,3 +123,20 @@ class JoinState(MutableMapping[str, Entry]):
         for key in old:
             del self[key]
         return len(old)
+
+
+def _pieces(items: list[tuple[str, Entry | None]], max_bytes: int) -> list[bytes]:
+    """``items`` as JSON lists of at most ``max_bytes`` each, halving until they fit.
+
+    >>> items = [(f"k{i}", {"t": i}) for i in range(100)]
+    >>> pieces = _pieces(items, 600)
+    >>> len(pieces) > 1 and all(len(p) <= 600 for p in pieces)
+    True
+    >>> sum(len(orjson.loads(p)) for p in pieces)
+    100
+    """
+    payload = orjson.dumps(items)
+    if len(payload) <= max_bytes or len(items) == 1:
+        return [payload]
+    half = len(items) // 2
+    return _pieces(items[:half], max_bytes) + _pieces(items[half:], max_bytes)

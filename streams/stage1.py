@@ -254,13 +254,14 @@ class Stage1:
         self.stats.expired_entries += expired
         return expired
 
-    def take_changelog(self) -> dict[int, bytes]:
-        """Per partition, the join state's changes since the last call (one changelog message each)."""
+    def take_changelog(self) -> dict[int, list[bytes]]:
+        """Per partition, the join state's changes since the last call: changelog messages no larger
+        than ``MODELMON_MAX_PARTIAL_BYTES`` (usually one per batch)."""
         out = {}
         for partition, state in self.joins.items():
-            payload = state.take_changes()
-            if payload is not None:
-                out[partition] = payload
+            payloads = state.take_changes(self.settings.max_partial_bytes)
+            if payloads:
+                out[partition] = payloads
         return out
 
     # -- one chunk's run -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from modelmon.events import DeadLetter
 from modelmon.settings import Settings
 from modelmon.spec import parse_spec
 from streams.bundle import WindowBundle
+from streams.join_state import JoinState
 from streams.murmur2 import partitions_of
 from streams.partials import Partial
 from streams.routing import ORIGIN_HEADER, read_headers
@@ -190,3 +191,16 @@ def test_a_prediction_whose_label_never_arrives_expires_after_the_label_ttl_unla
     stage.publish_revisions(0.0)
     assert sum(p.bundle.events for p in out.sent) == 1
     assert sum(p.bundle.labels for p in out.sent) == 0  # counted as unlabelled: label_coverage 0
+
+
+def test_a_batch_whose_join_changes_exceed_a_message_is_logged_in_pieces_that_restore_it() -> None:
+    config = Settings(_env_file=None, chunk_size=1000, max_partial_bytes=4096)  # type: ignore[call-arg]
+    stage = Stage1(config, {"m": SPEC}, lambda m, v: None, Outputs(), partitions=1, clock=lambda: NOW_S)
+    ids = local_ids(200)
+    stage.process("predictions", 0, [prediction(i, pid, float(i)) for i, pid in enumerate(ids)])
+    (pieces,) = stage.take_changelog().values()
+    assert len(pieces) > 1 and all(len(p) <= 4096 for p in pieces)
+    restored = JoinState()
+    for piece in reversed(pieces):  # disjoint keys: any order
+        restored.apply(piece)
+    assert sorted(restored) == sorted(ids) and dict(restored) == dict(stage.joins[0])
