@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench bench-detectors bench-pipeline bench-detection chaos install clean
+.PHONY: demo test lint typecheck bench bench-detectors bench-pipeline bench-decode bench-detection chaos install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy modelmon streams sinks detectors retrain_trigger dashboards
 
-bench: bench-detectors bench-pipeline bench-detection
+bench: bench-detectors bench-decode bench-pipeline bench-detection
 
 # Failure scenarios against the real broker, workers, sink and ClickHouse (not part of `make test`).
 chaos: $(STAMP)
@@ -40,6 +40,9 @@ bench-detectors: $(STAMP)
 bench-pipeline: $(STAMP)
 	test -x $(BIN)/py-spy || $(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/bench_pipeline.py
+
+bench-decode: $(STAMP)
+	$(BIN)/python bench/bench_decode.py
 
 bench-detection: $(STAMP)
 	$(BIN)/python bench/bench_detection.py --json bench/results/detection.json

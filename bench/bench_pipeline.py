@@ -135,6 +135,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def backlog_join_cap(args: argparse.Namespace) -> int:
+    """(b) and (d): a join cap per partition that holds the whole backlog, with 25% to spare.
+
+    The backlog arrives in one burst before the workers start, so every prediction of it waits in the
+    join state at once (80% never get a label); murmur2 spreads them a little unevenly. Under the
+    default cap (250,000) a partition of the 1 M backlog can go over: its oldest waiting predictions
+    are then evicted as ``label_missing``, as designed, and labels read after that cannot join.
+    """
+    return max(250_000, int(args.events / args.partitions * 1.25))
+
+
 class Runner:
     """Runs phases, printing a failure as one message (no traceback) and recording it in the JSON."""
 
@@ -214,7 +225,7 @@ def run(args: argparse.Namespace, command: str, workdir: Path) -> dict[str, Any]
             b_backlog, no_backlog = None, ""
             if not {"a", "b"} <= args.skip:
                 try:
-                    b_backlog = ctx.backlog("b")
+                    b_backlog = ctx.backlog("b", join_max_pending=backlog_join_cap(args))
                 except Exception as error:
                     no_backlog = f"filling the backlog failed: {type(error).__name__}: {error}"
             a = runner.run("a", lambda: phase_a(ctx, b_backlog), fails=no_backlog)
@@ -231,7 +242,7 @@ def run(args: argparse.Namespace, command: str, workdir: Path) -> dict[str, Any]
                 runner.run("c", lambda: ratio)
             else:
                 runner.run("c", dict, needs="needs (a) and (b)")
-            runner.run("d", lambda: phase_d(ctx, ctx.backlog("d")))
+            runner.run("d", lambda: phase_d(ctx, ctx.backlog("d", join_max_pending=backlog_join_cap(args))))
             rate = args.latency_rate or (b["events_per_s"] / 2 if b else 0.0)
             runner.run(
                 "f", lambda: phase_f(ctx, rate), needs="" if rate else "needs (b)'s rate or --latency-rate"
