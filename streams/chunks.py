@@ -88,8 +88,14 @@ class Chunk:
         return [message for partial in self.partials(final=final) for message in partial.messages(max_bytes)]
 
     def changed_messages(self, *, max_bytes: int) -> list[tuple[bytes, bytes]]:
-        """Non-final revisions of the bundles that changed since the chunk last published."""
-        slots = [slot for slot in self.bundles if slot in self.changed]
+        """Non-final revisions of the windows that changed since the chunk last published.
+
+        A window folded on two references (one arrived mid-chunk) is published whole, every
+        reference's bundle at the same revision: stage 2 takes a source's revision as replacing its
+        older revisions under any reference (a replay may fold the same events on another one).
+        """
+        keys = {key for key, _ in self.changed}
+        slots = [slot for slot in self.bundles if slot[0] in keys]
         self._published()
         return [m for slot in slots for m in self._partial(slot, final=False).messages(max_bytes)]
 

@@ -145,6 +145,23 @@ class WindowState:
         self.changed_at = time.monotonic()
         return released
 
+    def revision_of(self, source: str) -> int | None:
+        """The revision of ``source`` held (final or not), or None."""
+        if source in self.base_sources:
+            return self.base_sources[source]
+        current = self.open_parts.get(source)
+        return None if current is None else current[0]
+
+    def drop_older(self, source: str, revision: int) -> list[Any]:
+        """Drop a non-final part of ``source`` older than ``revision``; returns its messages to release."""
+        current = self.open_parts.get(source)
+        if current is None or current[0] >= revision:
+            return []
+        del self.open_parts[source]
+        self.dirty = True
+        self.changed_at = time.monotonic()
+        return self.open_held.pop(source, [])
+
     def carriers(self) -> list[Any]:
         """Every message held for this window."""
         return self.held + [event for events in self.open_held.values() for event in events]
@@ -180,6 +197,34 @@ def _parts(siblings: list[WindowState], state: WindowState, current_ref: str) ->
     per reference; they are published together so its counts cover every part.
     """
     return sorted(siblings, key=lambda s: (s.reference_id != current_ref, s is not state))
+
+
+class _Windows(dict[tuple[BundleKey, str], WindowState]):
+    """Stage 2's window states by (key, reference id), with the reference ids of each key indexed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: dict[BundleKey, set[str]] = {}
+
+    def __setitem__(self, slot: tuple[BundleKey, str], state: WindowState) -> None:
+        super().__setitem__(slot, state)
+        self.refs.setdefault(slot[0], set()).add(slot[1])
+
+    def __delitem__(self, slot: tuple[BundleKey, str]) -> None:
+        super().__delitem__(slot)
+        self._forget(slot)
+
+    def pop(self, slot: tuple[BundleKey, str], *default: Any) -> Any:
+        if slot in self:
+            self._forget(slot)
+        return super().pop(slot, *default)
+
+    def _forget(self, slot: tuple[BundleKey, str]) -> None:
+        refs = self.refs.get(slot[0])
+        if refs is not None:
+            refs.discard(slot[1])
+            if not refs:
+                del self.refs[slot[0]]
 
 
 @dataclass
@@ -237,7 +282,7 @@ class Stage2:
         self._swept_at = time.monotonic()
         self.change = change
         self.auto_references = auto_references
-        self.windows: dict[tuple[BundleKey, str], WindowState] = {}
+        self.windows = _Windows()
         self.watermarks: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
         """(model id, version) -> input partition -> event-time watermark."""
         self.fragments = FragmentAssembler()
@@ -294,10 +339,23 @@ class Stage2:
                 return
             state = self._restore(key, ref, carriers[0].message.partition)
             self.windows[(key, ref)] = state
+        # One source's events are folded on one reference per revision, but a replay may fold them on
+        # another one (the reference arrived meanwhile): a newer revision replaces the source's older
+        # ones under every reference, and an older one (or a final already merged) is ignored.
+        for sibling in self._siblings(key, ref):
+            held = sibling.revision_of(partial.source)
+            if held is not None and (held > partial.revision or partial.source in sibling.base_sources):
+                await release(acks, carriers)
+                return
+            await release(acks, sibling.drop_older(partial.source, partial.revision))
         # Held since read (streams.batching) until their content is durable (WindowState).
         await release(
             acks, state.add(partial.source, partial.revision, partial.final, partial.bundle, carriers)
         )
+
+    def _siblings(self, key: BundleKey, ref: str) -> list[WindowState]:
+        """The states of the same window under other references."""
+        return [self.windows[(key, r)] for r in self.windows.refs.get(key, ()) if r != ref]
 
     async def _dead_letter(self, acks: Acknowledger, events: Sequence[EventT], error: InvalidEvent) -> None:
         """Set events aside on ``dead-letter`` with the reason, then release them: the worker goes on."""
