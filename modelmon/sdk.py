@@ -39,6 +39,8 @@ from modelmon.topics import Topics
 log = logging.getLogger(__name__)
 
 DeliveryErrorHandler = Callable[[KafkaError, Message], None]
+# Delivery reports of messages purged from a producer being replaced.
+_PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 
 DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
     "enable.idempotence": True,
@@ -161,6 +163,7 @@ class MonitorClient:
         self._config = {**config, "on_delivery": self._on_delivery}
         self._producer = Producer(self._config)
         self.renewals = 0
+        self._resend: list[tuple[str, bytes, bytes]] = []  # (topic, key, value) of a failed producer
 
     @property
     def delivered(self) -> int:
@@ -169,6 +172,12 @@ class MonitorClient:
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
+            return
+        if error.fatal() or error.code() in _PURGED:
+            # The producer failed for good (or was purged to be replaced): the message is sent again
+            # on a new producer. If the broker had stored it, the copy is a duplicate that the worker
+            # recognises by prediction id and does not count twice.
+            self._resend.append((message.topic() or "", message.key() or b"", message.value() or b""))
             return
         self.failed += 1
         if self.on_error is not None:
@@ -197,6 +206,16 @@ class MonitorClient:
             self._producer.flush(0)
         self._producer = Producer(self._config)
         self.renewals += 1
+        resend, self._resend = self._resend, []
+        for topic, key, value in resend:
+            while True:
+                try:
+                    self._producer.produce(topic, value, key)
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+        if resend:
+            log.warning("modelmon: %d messages sent again on the new producer", len(resend))
 
     def _produce_blocking(self, topic: str, key: str, value: bytes) -> None:
         """Retry while the local queue is full (up to ``max_block``), or on a new producer after the
@@ -318,8 +337,16 @@ class MonitorClient:
         self._producer.poll(0)
 
     def flush(self, timeout: float = 10.0) -> int:
-        """Wait up to ``timeout`` seconds for delivery; returns the number still undelivered."""
-        return int(self._producer.flush(timeout))
+        """Wait up to ``timeout`` seconds for delivery; returns the number still undelivered.
+
+        Messages of a producer that failed for good meanwhile are sent again on a new one (once).
+        """
+        deadline = time.monotonic() + timeout
+        remaining = int(self._producer.flush(timeout))
+        if self._resend:
+            self._renew(KafkaException("deliveries failed for good"))
+            remaining = int(self._producer.flush(max(0.0, deadline - time.monotonic())))
+        return remaining + len(self._resend)
 
     def close(self, timeout: float = 10.0) -> None:
         remaining = self.flush(timeout)

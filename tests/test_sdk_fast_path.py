@@ -162,3 +162,52 @@ def test_a_producer_that_failed_for_good_is_replaced_and_logging_goes_on(
     assert len(made) == 2 and monitor.renewals == 1
     ((topic, _, key),) = made[1].sent
     assert (topic, key.decode()) == ("predictions", pid)
+
+
+def test_what_a_failed_producer_held_is_sent_again_on_the_new_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    import modelmon.sdk as sdk
+
+    made: list[Any] = []
+
+    class Message:
+        def __init__(self, topic: str, value: bytes, key: bytes) -> None:
+            self._t, self._v, self._k = topic, value, key
+
+        def topic(self) -> str:
+            return self._t
+
+        def value(self) -> bytes:
+            return self._v
+
+        def key(self) -> bytes:
+            return self._k
+
+    class Failing(Producer):
+        """Takes two messages, then fails for good; purge reports what it held, as librdkafka does."""
+
+        def __init__(self, config: dict[str, Any]) -> None:
+            super().__init__()
+            self.report = config["on_delivery"]
+            self.first = not made
+            made.append(self)
+
+        def produce(self, topic: str, value: bytes, key: bytes) -> None:
+            if self.first and len(self.sent) == 2:
+                raise KafkaException(KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "lost", fatal=True))
+            super().produce(topic, value, key)
+
+        def purge(self) -> None:
+            for topic, value, key in self.sent:
+                self.report(KafkaError(KafkaError._PURGE_INFLIGHT), Message(topic, value, key))
+
+        def flush(self, timeout: float = 0) -> int:
+            return 0
+
+    monkeypatch.setattr(sdk, "Producer", Failing)
+    monitor = MonitorClient("127.0.0.1:9", **{"log_level": 0})
+    ids = [monitor.log_prediction("m", {"x": float(i)}, 1) for i in range(3)]
+    assert len(made) == 2 and monitor.renewals == 1
+    assert sorted(key.decode() for _, _, key in made[1].sent) == sorted(ids)  # none lost
+    assert monitor.failed == 0 and monitor.flush(0) == 0
