@@ -28,11 +28,9 @@ pytestmark = [
 
 #: Scenarios that fail because of a known bug outside the harness; the assertions still run.
 KNOWN_FAILURES = {
-    # Seen in some runs, not all (docs/operations.md, "Known gaps"): noida-db 0.2.3 can lose the last
-    # messages it acknowledged before a SIGTERM, after which the SDK's idempotent producer fails for
-    # good (out of order sequence number); and it forgets its groups, after which the sink's commit
-    # raises ILLEGAL_GENERATION and ends the sink's loop.
-    "broker_restart": "a restart of noida-db is not transparent to the SDK, the sink and the worker",
+    # Seen in some runs, not all (docs/operations.md, "Known gaps"): noida-db 0.2.3 can come back
+    # without the last messages it acknowledged before a SIGTERM; no client can send those again.
+    "broker_restart": "noida-db can lose messages it acknowledged before a restart",
 }
 
 
