@@ -39,8 +39,18 @@ from modelmon.topics import Topics
 log = logging.getLogger(__name__)
 
 DeliveryErrorHandler = Callable[[KafkaError, Message], None]
-# Delivery reports of messages purged from a producer being replaced.
-_PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+# Delivery reports of a producer that failed for good (its idempotence broke) or was purged to be
+# replaced: these messages are sent again on a new producer.
+_PURGED = frozenset(
+    {
+        KafkaError._PURGE_QUEUE,
+        KafkaError._PURGE_INFLIGHT,
+        KafkaError._FATAL,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        KafkaError.UNKNOWN_PRODUCER_ID,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+    }
+)
 
 DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
     "enable.idempotence": True,
@@ -214,6 +224,10 @@ class MonitorClient:
                     break
                 except BufferError:
                     self._producer.poll(0.05)
+                except KafkaException as again:  # the new producer failed too: report, do not raise
+                    self.failed += 1
+                    log.error("modelmon: sending again to %s failed: %s", topic, again)
+                    break
         if resend:
             log.warning("modelmon: %d messages sent again on the new producer", len(resend))
 

@@ -77,6 +77,7 @@ class Chunk:
             watermark_ms=self.watermark(key.model_id, key.model_version),
             reference_id=reference_id,
             bundle=self.bundles[slot],
+            references=tuple(sorted(ref for k, ref in self.bundles if k == key)),
         )
 
     def partials(self, *, final: bool) -> list[Partial]:

@@ -40,6 +40,13 @@ class Partial:
     watermark_ms: int
     reference_id: str
     bundle: WindowBundle
+    # The references the source's window was folded on in this revision (one part each); a part
+    # on a reference not listed is another fold of the source (a replay after the reference changed).
+    references: tuple[str, ...] = ()
+
+    @property
+    def published_with(self) -> tuple[str, ...]:
+        return self.references or (self.reference_id,)
 
     @property
     def key(self) -> BundleKey:
@@ -63,6 +70,7 @@ class Partial:
             "final": self.final,
             "watermark_ms": self.watermark_ms,
             "reference_id": self.reference_id,
+            "references": list(self.published_with),
             "bundle": self.bundle.to_dict(),
         }
         return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -79,6 +87,7 @@ class Partial:
                 watermark_ms=int(data["watermark_ms"]),
                 reference_id=str(data.get("reference_id", "")),
                 bundle=WindowBundle.from_dict(data["bundle"]),
+                references=tuple(map(str, data.get("references") or ())),
             )
         except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as error:
             raise InvalidPartial(f"not a partial: {error!r}") from None

@@ -339,15 +339,24 @@ class Stage2:
                 return
             state = self._restore(key, ref, carriers[0].message.partition)
             self.windows[(key, ref)] = state
-        # One source's events are folded on one reference per revision, but a replay may fold them on
-        # another one (the reference arrived meanwhile): a newer revision replaces the source's older
-        # ones under every reference, and an older one (or a final already merged) is ignored.
+        # A source's window is published with a part per reference it was folded on (a reference
+        # that arrived mid-chunk), all at one revision. A replay after a restart may fold the same
+        # events on other references: a part on a reference the partial does not list belongs to
+        # another fold. Newer revisions (and newer folds) replace older ones; a fold already final and
+        # saved stays, and an older revision is ignored.
+        listed = partial.published_with
         for sibling in self._siblings(key, ref):
             held = sibling.revision_of(partial.source)
-            if held is not None and (held > partial.revision or partial.source in sibling.base_sources):
+            if held is None:
+                continue
+            other_fold = sibling.reference_id not in listed
+            if held > partial.revision or (other_fold and partial.source in sibling.base_sources):
                 await release(acks, carriers)
                 return
-            await release(acks, sibling.drop_older(partial.source, partial.revision))
+            if other_fold:
+                await release(acks, sibling.drop_older(partial.source, partial.revision + 1))
+            else:
+                await release(acks, sibling.drop_older(partial.source, partial.revision))
         # Held since read (streams.batching) until their content is durable (WindowState).
         await release(
             acks, state.add(partial.source, partial.revision, partial.final, partial.bundle, carriers)

@@ -252,11 +252,18 @@ def test_an_invalid_partial_is_dead_lettered_counted_and_the_next_one_is_applied
     assert {id(e) for e in stream.acked} == {id(broken), id(good)}
 
 
-def _revision(spec: ModelSpec, n: int, source: str, revision: int, final: bool, ref: str) -> Event:
-    """A partial of window 0 from ``source`` at ``revision``, folded on reference ``ref``."""
+def _revision(
+    spec: ModelSpec, n: int, source: str, revision: int, final: bool, ref: str, refs: tuple[str, ...] = ()
+) -> Event:
+    """A partial of window 0 from ``source`` at ``revision``, folded on ``ref`` (one of ``refs``)."""
     item = make_partial(spec, 0, n, source, T0 + 3 * WINDOW_MS, ref)
-    item = Partial(item.source, item.input, revision, final, item.watermark_ms, ref, item.bundle)
+    item = Partial(item.source, item.input, revision, final, item.watermark_ms, ref, item.bundle, refs)
     return Event(Message(item.to_json()))
+
+
+def _events_in_window_0(stage2: Stage2) -> int:
+    merged = [s.merged() for (key, _), s in stage2.windows.items() if key.window_start_ms == T0]
+    return sum(b.events for b in merged if b is not None)
 
 
 def test_a_replay_folded_on_another_reference_replaces_the_source_instead_of_adding_to_it() -> None:
@@ -270,28 +277,38 @@ def test_a_replay_folded_on_another_reference_replaces_the_source_instead_of_add
     run(stage2, stream, before, other)
     after = _revision(spec, 30, "a", 100, True, "ref-1")
     run(stage2, stream, after)
-    merged = [s.merged() for (key, _), s in stage2.windows.items() if key.window_start_ms == T0]
-    assert sum(b.events for b in merged if b is not None) == 40  # a's 30 once, b's 10
+    assert _events_in_window_0(stage2) == 40  # a's 30 once, b's 10
     assert id(before) in {id(e) for e in stream.acked}  # the superseded revision is released
     # The older revision read again (a rebalance) is ignored: a newer one of "a" is held elsewhere.
     run(stage2, stream, _revision(spec, 30, "a", 90, False, ""))
-    merged = [s.merged() for (key, _), s in stage2.windows.items() if key.window_start_ms == T0]
-    assert sum(b.events for b in merged if b is not None) == 40
+    assert _events_in_window_0(stage2) == 40
 
 
 def test_one_revision_folded_on_two_references_counts_both_parts() -> None:
     # A reference that arrived mid-chunk: one revision carries a part per reference; both count.
     spec, store, topic, stream = make_spec(), {}, Topic(), Stream()
     stage2 = make_stage2(store, topic, grace_seconds=3600.0)
-    run(stage2, stream, _revision(spec, 12, "a", 90, False, ""), _revision(spec, 8, "a", 90, False, "ref-1"))
-    run(
-        stage2,
-        stream,
-        _revision(spec, 12, "a", 120, False, ""),
-        _revision(spec, 20, "a", 120, False, "ref-1"),
-    )
-    merged = [s.merged() for (key, _), s in stage2.windows.items() if key.window_start_ms == T0]
-    assert sum(b.events for b in merged if b is not None) == 32
+    both = ("", "ref-1")
+    first = _revision(spec, 12, "a", 90, False, "", both), _revision(spec, 8, "a", 90, False, "ref-1", both)
+    run(stage2, stream, *first)
+    final = _revision(spec, 12, "a", 120, True, "", both), _revision(spec, 20, "a", 120, True, "ref-1", both)
+    run(stage2, stream, *final)
+    assert _events_in_window_0(stage2) == 32
+
+
+def test_a_replay_on_one_reference_of_a_source_saved_on_two_is_ignored() -> None:
+    # chaos kill9_random (second run): chunk "a" final on two references (172 + 84 events), then the
+    # same offsets replayed after a kill, all 256 folded on the newer reference.
+    spec, store, topic, stream = make_spec(), {}, Topic(), Stream()
+    stage2 = make_stage2(store, topic, grace_seconds=3600.0)
+    both = ("", "ref-1")
+    first = _revision(spec, 172, "a", 70, False, "", both), _revision(spec, 84, "a", 70, False, "ref-1", both)
+    run(stage2, stream, *first)
+    final = _revision(spec, 172, "a", 75, True, "", both), _revision(spec, 84, "a", 75, True, "ref-1", both)
+    run(stage2, stream, *final, _revision(spec, 65, "b", 70, True, ""))
+    assert _events_in_window_0(stage2) == 321
+    run(stage2, stream, _revision(spec, 256, "a", 75, True, "ref-1", ("ref-1",)))
+    assert _events_in_window_0(stage2) == 321
 
 
 def test_a_chunk_publishes_a_changed_window_under_every_reference_at_one_revision() -> None:
@@ -310,3 +327,4 @@ def test_a_chunk_publishes_a_changed_window_under_every_reference_at_one_revisio
         ("", 21, 5),
         ("ref-1", 21, 7),
     ]
+    assert {p.references for p in sent} == {("", "ref-1")}  # each part names the publication's parts
