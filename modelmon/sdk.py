@@ -138,6 +138,16 @@ def _epoch_ms(ts: Any) -> int | None:
     return None
 
 
+def _failed_for_good(error: KafkaException) -> bool:
+    """Whether ``produce`` refused because the producer is in librdkafka's fatal state.
+
+    librdkafka reports it as ``_FATAL`` ("Unable to produce message: Local: Fatal error") without
+    the error's fatal flag; the flag is set on the error that caused it.
+    """
+    cause = error.args[0] if error.args else None
+    return isinstance(cause, KafkaError) and (cause.fatal() or cause.code() == KafkaError._FATAL)
+
+
 class MonitorClient:
     """Logs predictions and ground truth to modelmon's Kafka topics.
 
@@ -243,7 +253,7 @@ class MonitorClient:
             except BufferError:
                 pass
             except KafkaException as error:
-                if renewed or not error.args or not error.args[0].fatal():
+                if renewed or not _failed_for_good(error):
                     raise  # not a failed producer, or a new one fails at once: nothing to retry
                 self._renew(error)
                 renewed = True

@@ -195,7 +195,9 @@ def test_what_a_failed_producer_held_is_sent_again_on_the_new_one(monkeypatch: p
 
         def produce(self, topic: str, value: bytes, key: bytes) -> None:
             if self.first and len(self.sent) == 2:
-                raise KafkaException(KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "lost", fatal=True))
+                # What librdkafka raises once the producer is in its fatal state: no fatal flag.
+                fatal = KafkaError(KafkaError._FATAL, "Unable to produce message: Local: Fatal error")
+                raise KafkaException(fatal)
             super().produce(topic, value, key)
 
         def purge(self) -> None:

@@ -123,7 +123,10 @@ class PacedProducer(threading.Thread):
             # "Fatal error: Broker: <what>: <details>" -> "Broker: <what>"
             reason = ":".join(self.fatal.split("Fatal error:", 1)[-1].split(":")[:2]).strip()
             reason = reason or str(self.error)[:120]
-            found.append(f"the SDK failed after {self.sent:,} predictions ({reason})")
+            found.append(
+                f"the SDK failed after {self.sent:,} predictions ({reason}; it raised "
+                f"{type(self.error).__name__}: {str(self.error)[:160]})"
+            )
         if self.undelivered or self.failed:
             found.append(f"SDK: {self.undelivered} undelivered, {self.failed} failed deliveries")
         return found
