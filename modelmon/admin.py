@@ -22,9 +22,13 @@ class TopicAdminError(RuntimeError):
 REBALANCING_ERRORS = frozenset({
     KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID,
     KafkaError._ASSIGNMENT_LOST, KafkaError._NO_OFFSET, KafkaError._STATE,
+    # The group coordinator is not known (yet) or moved: after a broker restart, for one.
+    KafkaError._WAIT_COORD, KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
 })  # fmt: skip
-"""Errors of an offset commit while the consumer group rebalances: skip the commit, what it covered is
-read again by the partitions' next owner (whose outputs replace the earlier copies)."""
+"""Errors of an offset commit while the consumer group rebalances or looks for its coordinator: skip
+the commit; what it covered is committed by a later one, or read again by the partitions' next owner
+(whose outputs replace the earlier copies)."""
 
 
 def admin_client(bootstrap_or_config: BootstrapOrConfig) -> AdminClient:

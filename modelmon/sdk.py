@@ -216,14 +216,22 @@ class MonitorClient:
 
     def _renew(self, error: KafkaException) -> None:
         """Replace a producer that failed for good (e.g. the idempotent producer saw the broker lose
-        messages it had acknowledged): what it still held is reported as failed, logging goes on."""
+        messages it had acknowledged): what it still held is sent again on the new one."""
+        old = self._producer
         log.error(
-            "modelmon: the producer failed for good (%s); %d queued messages are lost, starting a new one",
-            error, len(self._producer),
+            "modelmon: the producer failed for good (%s); sending its %d queued messages on a new one",
+            error, len(old),
         )  # fmt: skip
         with contextlib.suppress(KafkaException):
-            self._producer.purge()  # each purged message is reported to on_delivery as failed
-            self._producer.flush(0)
+            old.purge()  # each purged message comes back through on_delivery, to self._resend
+        # poll(), not flush(): flush raises on a failed producer before it serves the reports.
+        deadline = time.monotonic() + 2.0
+        while len(old) and time.monotonic() < deadline:
+            with contextlib.suppress(KafkaException):
+                old.poll(0.05)
+        if len(old):
+            self.failed += len(old)
+            log.error("modelmon: %d messages of the failed producer could not be recovered", len(old))
         self._producer = Producer(self._config)
         self.renewals += 1
         resend, self._resend = self._resend, []
