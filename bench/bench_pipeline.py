@@ -191,7 +191,7 @@ def run(args: argparse.Namespace, command: str, workdir: Path) -> dict[str, Any]
     from pipeline_sink import Sinks
     from pipeline_traffic import Traffic
 
-    from modelmon.broker import EmbeddedBroker
+    from modelmon.app.broker import EmbeddedBroker
     from sinks.clickhouse import connect
     from sinks.migrate import migrate
 

@@ -178,7 +178,7 @@ def phase_h(ctx: Context) -> dict[str, Any]:
     ctx.sinks.stop()
     out = _idle(ctx, "h", "noida-db")
     if ctx.args.tansu:
-        from modelmon.broker import BrokerError, EmbeddedBroker
+        from modelmon.app.broker import BrokerError, EmbeddedBroker
 
         try:
             with EmbeddedBroker("tansu") as tansu:

@@ -19,7 +19,7 @@ _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 ROOT_FRAMES = (
     "runpy",
     "click/",
-    "modelmon/cli.py",
+    "modelmon/app/cli/",
     "modelmon/__main__.py",
     "streams/run.py",
     "mode/worker.py",

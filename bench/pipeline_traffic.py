@@ -101,7 +101,7 @@ def write_reference_csv(directory: Path, seed: int) -> Path:
 
 def publish_reference_file(settings: Any, spec_path: Path) -> int:
     """What ``modelmon reference load`` does: profile the spec's reference file and publish it."""
-    from modelmon.references import load_reference_file
+    from detectors.profiles.files import load_reference_file
     from modelmon.spec import load_specs
     from streams.references import publish_reference
 

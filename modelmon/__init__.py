@@ -1,3 +1,6 @@
-"""modelmon: the contract, settings, model specs, the CLI and the producer SDK."""
+"""modelmon: the contract every layer stands on (events, specs, settings, topics, the producer SDK).
+
+The application shell (CLI, demo, broker launcher) is the subpackage :mod:`modelmon.app`.
+"""
 
 __version__ = "0.1.0"

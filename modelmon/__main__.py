@@ -1,3 +1,3 @@
-from modelmon.cli import main
+from modelmon.app.cli import main
 
 main()

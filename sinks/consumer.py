@@ -31,9 +31,10 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pydantic import BaseModel, ValidationError
 
+from detectors.profiles.records import ReferenceRecord
 from modelmon.admin import REBALANCING_ERRORS, ensure_topics
 from modelmon.events import Alert, DeadLetter, MetricPoint, RetrainRequested, model_to_json
-from modelmon.references import InvalidReferenceMessage, ReferenceRecord
+from modelmon.references import InvalidReferenceMessage
 from modelmon.settings import Settings
 from sinks.clickhouse import ClickHouseError, describe, parse_dsn
 from sinks.references import ReferenceDeletion, apply_reference_changes, deletion_of

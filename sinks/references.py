@@ -8,12 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from detectors.profiles import ReferenceProfile
-from modelmon.references import (
-    InvalidReferenceMessage,
-    ReferenceRecord,
-    assemble_reference,
-    reference_records,
-)
+from detectors.profiles.records import ReferenceRecord, assemble_reference, reference_records
+from modelmon.references import InvalidReferenceMessage
 from sinks.clickhouse import ClickHouseError, Client, connect, describe
 
 logger = logging.getLogger(__name__)

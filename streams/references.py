@@ -13,13 +13,9 @@ from typing import Any, Self
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
 from detectors.profiles import ReferenceProfile
+from detectors.profiles.records import ReferenceRecord, newest_complete, reference_records
 from modelmon.admin import ensure_topics, topic_partitions
-from modelmon.references import (
-    InvalidReferenceMessage,
-    ReferenceRecord,
-    newest_complete,
-    reference_records,
-)
+from modelmon.references import InvalidReferenceMessage
 from modelmon.settings import Settings
 from streams.idle import IdleCheck, pause_while_idle
 

@@ -1,4 +1,4 @@
-"""Starting a worker process: topics, the data plane, the faust control plane, optionally the sink."""
+"""Starting a worker process: topics, the data plane and the faust control plane."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import FrameType
@@ -165,21 +166,14 @@ def exit_deadline_on_signals(seconds: float) -> None:
         signal.signal(signum, arm)
 
 
-def run_worker(settings: Settings, *, with_sink: bool = False) -> None:
-    """Run a worker in the foreground until SIGINT/SIGTERM."""
+def run_worker(settings: Settings, *, on_exit: Callable[[], None] | None = None) -> None:
+    """Run a worker in the foreground until SIGINT/SIGTERM; ``on_exit`` runs after it stopped.
+
+    Services that share the process (``modelmon worker --with-sink``) are started by the caller
+    and stopped through ``on_exit``: the worker itself knows nothing of the sinks.
+    """
     worker = build_worker(settings)
     app = worker.app
-    sink = None
-    if with_sink:
-        from sinks.clickhouse import connect
-        from sinks.consumer import ClickHouseSink
-        from sinks.migrate import migrate
-        from sinks.writer import ClickHouseWriter
-
-        client = connect(settings.clickhouse_dsn)
-        migrate(client)
-        sink = ClickHouseSink(settings, ClickHouseWriter(client))
-        sink.start_thread()
     faust_worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
 
     @app.task
@@ -197,5 +191,5 @@ def run_worker(settings: Settings, *, with_sink: bool = False) -> None:
     finally:
         worker.data_plane.stop()
         worker.catalog.stop()
-        if sink is not None:
-            sink.stop()
+        if on_exit is not None:
+            on_exit()

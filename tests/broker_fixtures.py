@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from modelmon.broker import EmbeddedBroker, broker_from_env
+from modelmon.app.broker import EmbeddedBroker
+from modelmon.app.broker_modes import broker_from_env
 
 __all__ = ["kafka_broker", "topic_prefix"]
 

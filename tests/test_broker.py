@@ -17,17 +17,16 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from modelmon import broker as broker_module
-from modelmon import broker_process
 from modelmon.admin import ensure_topics, topic_partitions
-from modelmon.broker import (
+from modelmon.app import broker as broker_module
+from modelmon.app import broker_process
+from modelmon.app.broker import (
     BrokerBinaryNotFound,
     BrokerError,
     EmbeddedBroker,
-    broker_from_env,
     free_port,
-    run_foreground,
 )
+from modelmon.app.broker_modes import broker_from_env, run_foreground
 
 # kafka_broker and topic_prefix come from tests/broker_fixtures.py through tests/conftest.py.
 pytestmark = pytest.mark.integration
@@ -313,7 +312,7 @@ def test_run_foreground_stops_on_event() -> None:
 @needs_process
 def test_run_foreground_exits_cleanly_on_sigterm() -> None:
     script = (
-        "import sys; from modelmon.broker import run_foreground; "
+        "import sys; from modelmon.app.broker_modes import run_foreground; "
         "run_foreground(sys.argv[1], 0, on_ready=lambda b: print(b.bootstrap, b.pid, flush=True))"
     )
     process = subprocess.Popen(

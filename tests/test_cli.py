@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from modelmon import __version__
-from modelmon.cli import cli
+from modelmon.app.cli import cli
 from modelmon.events import EVENT_TYPES
 
 ROOT = Path(__file__).resolve().parents[1]

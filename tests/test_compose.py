@@ -263,7 +263,7 @@ def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
 
 def test_commands_are_modelmon_subcommands(services: dict[str, dict[str, Any]]) -> None:
     """Each ``command:`` must parse as ``modelmon <command>``; ``--help`` keeps it from running."""
-    from modelmon.cli import cli  # the console script's group: modelmon.cli:main calls it
+    from modelmon.app.cli import cli  # the console script's group: modelmon.app.cli:main calls it
 
     runner = CliRunner()
     for name in MODELMON_SERVICES:
@@ -411,7 +411,7 @@ def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
 
 def test_console_script_matches_the_entrypoint() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert project["scripts"].get("modelmon", "").startswith("modelmon.cli:")
+    assert project["scripts"].get("modelmon", "").startswith("modelmon.app.cli:")
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dashboards.export import export_files
 from dashboards.grafana import DATASOURCE, SCHEMA_VERSION
 from dashboards.macros import MacroError, expand
 from dashboards.sql import DRIFT_METRICS
-from modelmon.cli import cli
+from modelmon.app.cli import cli
 from modelmon.spec import load_specs
 
 ROOT = Path(__file__).resolve().parent.parent

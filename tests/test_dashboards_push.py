@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from dashboards.export import FOLDER_UID
 from dashboards.push import connect, push
-from modelmon.cli import cli
+from modelmon.app.cli import cli
 
 
 class FakeGrafana(ThreadingHTTPServer):

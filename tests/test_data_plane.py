@@ -15,7 +15,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from modelmon.broker import EmbeddedBroker
+from modelmon.app.broker import EmbeddedBroker
 from modelmon.sdk import MonitorClient
 from modelmon.settings import Settings
 from sinks.consumer import ClickHouseSink

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelmon.references import load_reference_file
-from modelmon.scenario import Scenario, drift_features, write_training_file
+from detectors.profiles.files import load_reference_file
+from modelmon.app.scenario import Scenario, drift_features, write_training_file
+from modelmon.app.synthetic import MALFORMED_KINDS, malformed_messages
 from modelmon.spec import load_specs
-from modelmon.synthetic import MALFORMED_KINDS, malformed_messages
 from sinks.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from tests.http_receiver import WebhookReceiver
 
@@ -239,7 +239,7 @@ def test_every_demo_command_in_the_docs_parses() -> None:
     import re
     import shlex
 
-    from modelmon.cli import demo
+    from modelmon.app.cli.traffic import demo
 
     text = (ROOT / "docs" / "demo.md").read_text()
     commands = [

@@ -11,8 +11,8 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
+from modelmon.app.synthetic import malformed_messages
 from modelmon.sdk import MonitorClient
-from modelmon.synthetic import malformed_messages
 from sinks.consumer import ClickHouseSink
 from sinks.queries import dead_letters_by_type, events_per_model, events_per_window
 from sinks.writer import ClickHouseWriter

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from modelmon.admin import ensure_topics
-from modelmon.broker import EmbeddedBroker
+from modelmon.app.broker import EmbeddedBroker
 from streams.idle import IdleCheck, pause_while_idle
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ import yaml
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from modelmon.admin import ensure_topics
-from modelmon.broker import EmbeddedBroker
+from modelmon.app.broker import EmbeddedBroker
 from modelmon.events import DeadLetter, GroundTruthEvent, PredictionEvent, model_to_json
 from modelmon.spec import load_specs, parse_spec
 from modelmon.topics import Topics
@@ -133,7 +133,7 @@ def documented_commands(path: Path) -> list[list[str]]:
 
 @pytest.mark.parametrize("page", COMMAND_DOCS, ids=lambda p: p.name)
 def test_documented_modelmon_commands_parse(page: Path) -> None:
-    from modelmon.cli import cli
+    from modelmon.app.cli import cli
 
     commands = documented_commands(page)
     if page == README:

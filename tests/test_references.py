@@ -19,15 +19,11 @@ from click.testing import CliRunner, Result
 from confluent_kafka import Producer
 
 from detectors.profiles import CategoricalFeatureProfile, ReferenceProfile
-from modelmon.broker import EmbeddedBroker
-from modelmon.cli import cli
-from modelmon.references import (
-    PREDICTION_FEATURE,
-    ReferenceFileError,
-    ReferenceRecord,
-    load_reference_file,
-    reference_records,
-)
+from detectors.profiles.files import ReferenceFileError, load_reference_file
+from detectors.profiles.records import ReferenceRecord, reference_records
+from modelmon.app.broker import EmbeddedBroker
+from modelmon.app.cli import cli
+from modelmon.references import PREDICTION_FEATURE
 from modelmon.settings import Settings
 from modelmon.spec import parse_spec
 from sinks.clickhouse import Client

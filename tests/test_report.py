@@ -44,7 +44,7 @@ def test_report_writes_pictures_and_one_self_contained_page(clickhouse: Any, tmp
 
 def test_report_command(clickhouse: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI against the session engine (through MODELMON_CLICKHOUSE_DSN, the same chdb directory)."""
-    from modelmon.cli import cli
+    from modelmon.app.cli import cli
 
     seed(clickhouse)
     monkeypatch.setattr("sinks.clickhouse.connect", lambda dsn: clickhouse)

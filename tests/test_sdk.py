@@ -14,7 +14,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from pydantic import ValidationError
 
 from modelmon.admin import ensure_topics
-from modelmon.broker import EmbeddedBroker, free_port
+from modelmon.app.broker import EmbeddedBroker, free_port
 from modelmon.sdk import BufferFullError, MonitorClient
 from modelmon.topics import Topics
 

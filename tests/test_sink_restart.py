@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from modelmon.admin import ensure_topics
-from modelmon.broker import EmbeddedBroker
+from modelmon.app.broker import EmbeddedBroker
 from modelmon.events import MetricPoint, model_to_json
 from modelmon.settings import Settings
 from sinks.clickhouse import Client

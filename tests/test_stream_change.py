@@ -235,7 +235,7 @@ def test_the_worker_doc_example_runs() -> None:
 def test_spec_check_refuses_bad_detector_settings(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from modelmon.cli import cli
+    from modelmon.app.cli import cli
     from tests.workers import write_spec
 
     write_spec(tmp_path, "fraud", change={"detectors": ["kswin"], "params": {"kswin": {"stat_size": 0}}})

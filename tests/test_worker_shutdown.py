@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from modelmon.broker import EmbeddedBroker
+from modelmon.app.broker import EmbeddedBroker
 from streams.run import prepare_topics
 from tests.workers import WorkerProcess, make_settings, wait_until, write_spec
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from modelmon.admin import ensure_topics
-from modelmon.broker import EmbeddedBroker
+from modelmon.app.broker import EmbeddedBroker
 from modelmon.settings import Settings
 from sinks.clickhouse import Client, connect
 from sinks.consumer import ClickHouseSink

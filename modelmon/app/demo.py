@@ -2,7 +2,7 @@
 
 The demo starts the embedded Kafka-protocol broker, a ``modelmon worker`` subprocess and, in this
 process, the ClickHouse sink on an embedded chDB directory. A producer thread sends the
-:class:`~modelmon.scenario.Scenario` through the SDK at a steady rate (compressed event time: 30
+:class:`~modelmon.app.scenario.Scenario` through the SDK at a steady rate (compressed event time: 30
 one-minute windows in well under a minute) with late and missing labels, covariate drift, a burst
 of malformed messages and concept drift, announced as they start. The live view reads ClickHouse.
 At the end it prints (or, with ``--json``, emits as one JSON object) the events counted, the dead
@@ -31,10 +31,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 
-from modelmon.demo_summary import alert_transitions, collect_summary, print_summary, read_progress
-from modelmon.demo_view import live_view, print_plan, timeline
-from modelmon.producer import ScenarioProgress, produce_scenario
-from modelmon.scenario import Injection, Scenario, write_training_file
+from modelmon.app.demo_summary import alert_transitions, collect_summary, print_summary, read_progress
+from modelmon.app.demo_view import live_view, print_plan, timeline
+from modelmon.app.producer import ScenarioProgress, produce_scenario
+from modelmon.app.scenario import Injection, Scenario, write_training_file
 from modelmon.settings import Settings, WebhookTarget
 from modelmon.spec import ModelSpec, load_specs
 
@@ -171,7 +171,7 @@ def register_references(
     Published before the worker starts, so every window is compared with it from the first one on.
     Returns one line per model for the console.
     """
-    from modelmon.references import load_reference_file
+    from detectors.profiles.files import load_reference_file
     from streams.references import publish_reference
 
     lines = []
@@ -234,11 +234,8 @@ def _watch(
 
 def run_demo(config: DemoConfig) -> int:
     """Run the demo; returns the process exit code."""
-    from modelmon.broker import EmbeddedBroker
-    from sinks.clickhouse import connect
-    from sinks.consumer import ClickHouseSink
-    from sinks.migrate import migrate
-    from sinks.writer import ClickHouseWriter
+    from modelmon.app.broker import EmbeddedBroker
+    from modelmon.app.wiring import migrated_client, start_sink_thread
     from streams.run import prepare_topics
 
     console = Console(stderr=config.as_json)
@@ -265,13 +262,11 @@ def run_demo(config: DemoConfig) -> int:
         settings = _worker_settings(config, broker.bootstrap, workdir)
         console.print(f"  broker      {config.broker} on {broker.bootstrap}")
         prepare_topics(settings)
-        client = connect(settings.clickhouse_dsn)
-        migrate(client)
+        client = migrated_client(settings)
         console.print(f"  clickhouse  embedded chDB at {workdir / 'clickhouse'}")
         for line in register_references(settings, specs, workdir / "reference", config.seed):
             console.print(f"  reference   {line}", highlight=False)
-        sink = ClickHouseSink(settings, ClickHouseWriter(client))
-        sink.start_thread()
+        sink = start_sink_thread(settings, client)
         worker, worker_log = _start_worker(settings, workdir)
         console.print(f"  worker      pid {worker.pid}, log {workdir / 'worker.log'}")
         if config.webhook:

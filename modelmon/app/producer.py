@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from modelmon.scenario import Scenario
+from modelmon.app.scenario import Scenario
+from modelmon.app.synthetic import SyntheticModel, malformed_messages
 from modelmon.sdk import MonitorClient
 from modelmon.settings import Settings
 from modelmon.spec import ModelSpec
-from modelmon.synthetic import SyntheticModel, malformed_messages
 
 
 def produce_synthetic(

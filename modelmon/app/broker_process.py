@@ -1,6 +1,6 @@
 """The operating-system side of the embedded broker: its binary, loopback ports, and its subprocess.
 
-``modelmon.broker.EmbeddedBroker`` builds on these; they are re-exported from ``modelmon.broker``.
+``modelmon.app.broker.EmbeddedBroker`` builds on these; they are re-exported from ``modelmon.app.broker``.
 A spawned broker runs in its own process group, never inherits ``OTEL_*`` or Tansu's settings
 variables, and (Linux) gets SIGTERM when the thread that started it dies; ``terminate`` stops the
 whole group, SIGKILL after ``STOP_GRACE_SECONDS``.

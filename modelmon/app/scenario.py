@@ -36,8 +36,8 @@ from typing import Literal
 
 import numpy as np
 
+from modelmon.app.synthetic import SyntheticModel, SyntheticPrediction, malformed_messages
 from modelmon.spec import FeatureType, ModelSpec
-from modelmon.synthetic import SyntheticModel, SyntheticPrediction, malformed_messages
 
 MIN_WINDOWS = 12
 """Fewer windows leave no room for 'for: 3' rules between the phases."""

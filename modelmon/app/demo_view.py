@@ -8,9 +8,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from modelmon.demo_summary import Progress
-from modelmon.producer import ScenarioProgress
-from modelmon.scenario import Scenario
+from modelmon.app.demo_summary import Progress
+from modelmon.app.producer import ScenarioProgress
+from modelmon.app.scenario import Scenario
 from modelmon.spec import ModelSpec
 
 

@@ -1,0 +1,143 @@
+"""A published reference as records: one per feature, the value of a ``reference-profiles`` message.
+
+Workers (``streams/references.py``) and the sink (``sinks/references.py``) read them; the key and the
+error type are the contract's (:mod:`modelmon.references`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from detectors.features import FeatureKind
+from detectors.profiles import (
+    CategoricalFeatureProfile,
+    FeatureProfile,
+    NumericalFeatureProfile,
+    ReferenceProfile,
+)
+from modelmon.references import InvalidReferenceMessage, record_key
+
+
+class ReferenceRecord(BaseModel):
+    """One feature of one published reference: the value of a message on ``reference-profiles``.
+
+    ``reference_id`` is shared by the records of one publication and ``features`` lists all of them,
+    so a reader assembles the newest complete publication and ignores features it no longer has.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model_id: str = Field(min_length=1)
+    model_version: str = Field(min_length=1)
+    feature: str = Field(min_length=1)
+    kind: FeatureKind
+    profile: dict[str, Any]
+    created_at: datetime
+    source: str = Field(min_length=1, description="'file:<name>', 'first_n', 'first_period', 'rolling'.")
+    reference_id: str = Field(min_length=1)
+    features: list[str] = Field(min_length=1)
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @property
+    def key(self) -> str:
+        return record_key(self.model_id, self.model_version, self.feature)
+
+    def feature_profile(self) -> FeatureProfile:
+        """The profile of this feature (parsed once); raises :class:`InvalidReferenceMessage` if invalid."""
+        return self._parsed_profile
+
+    @cached_property
+    def _parsed_profile(self) -> FeatureProfile:
+        # A cached_property is not a field: not serialised, and not part of ==.
+        try:
+            if self.kind != self.profile.get("kind"):
+                raise ValueError(f"kind {self.kind!r} but the profile says {self.profile.get('kind')!r}")
+            if self.kind == "numerical":
+                return NumericalFeatureProfile.from_dict(self.profile)
+            return CategoricalFeatureProfile.from_dict(self.profile)
+        except (KeyError, TypeError, ValueError) as error:
+            message = f"feature {self.feature!r}: invalid profile: {error!r}"
+            raise InvalidReferenceMessage(message) from None
+
+    def to_json(self) -> bytes:
+        data = self.model_dump(mode="json")
+        data["created_at"] = self.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return json.dumps(data, allow_nan=False, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, value: bytes | str) -> ReferenceRecord:
+        try:
+            record = cls.model_validate_json(value)
+        except ValidationError as error:
+            raise InvalidReferenceMessage(str(error)) from None
+        record.feature_profile()
+        return record
+
+
+def reference_records(
+    model_id: str,
+    model_version: str,
+    profile: ReferenceProfile,
+    source: str,
+    *,
+    created_at: datetime | None = None,
+) -> list[ReferenceRecord]:
+    """One record per feature of ``profile``, sharing a new ``reference_id`` and ``created_at``."""
+    if not profile:
+        raise ValueError("a reference profile needs at least one feature")
+    when = created_at or datetime.now(UTC)
+    when = when.replace(microsecond=when.microsecond // 1000 * 1000)  # the millisecond resolution stored
+    reference_id = uuid.uuid4().hex
+    names = list(profile)
+    return [
+        ReferenceRecord(
+            model_id=model_id,
+            model_version=model_version,
+            feature=name,
+            kind=profile[name].kind,
+            profile=profile[name].to_dict(),
+            created_at=when,
+            source=source,
+            reference_id=reference_id,
+            features=names,
+        )
+        for name in names
+    ]
+
+
+def newest_complete(records: Iterable[ReferenceRecord]) -> list[ReferenceRecord] | None:
+    """The records of the newest complete publication among those of one model version, in order.
+
+    Newest = the latest ``created_at``; a publication is complete when a record of each of its
+    ``features`` is present. An incomplete newest one falls back to the newest complete older one.
+    """
+    by_publication: dict[str, dict[str, ReferenceRecord]] = {}
+    for record in records:
+        by_publication.setdefault(record.reference_id, {})[record.feature] = record
+    newest_first = sorted(
+        by_publication.values(), key=lambda group: next(iter(group.values())).created_at, reverse=True
+    )
+    for group in newest_first:
+        names = next(iter(group.values())).features
+        if all(name in group for name in names):
+            return [group[name] for name in names]
+    return None
+
+
+def assemble_reference(records: Iterable[ReferenceRecord]) -> ReferenceProfile | None:
+    """The profile of the newest complete publication (see :func:`newest_complete`), or ``None``."""
+    chosen = newest_complete(records)
+    if chosen is None:
+        return None
+    return ReferenceProfile({record.feature: record.feature_profile() for record in chosen})

@@ -1,0 +1,56 @@
+"""Commands about the contract: ``schema export|markdown`` and ``spec check``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from modelmon.app.cli.base import cli, fail, settings
+
+
+@cli.group()
+def schema() -> None:
+    """The event contract as JSON Schema."""
+
+
+@schema.command("export")
+@click.argument("directory", type=click.Path(path_type=Path))
+def schema_export(directory: Path) -> None:
+    """Write one JSON Schema file per event type into DIRECTORY."""
+    from modelmon.schema import export_schemas
+
+    for path in export_schemas(directory):
+        click.echo(str(path))
+
+
+@schema.command("markdown")
+def schema_markdown() -> None:
+    """Print the contract as Markdown tables (the generated part of docs/events.md)."""
+    from modelmon.schema import schemas_markdown
+
+    click.echo(schemas_markdown())
+
+
+@cli.group()
+def spec() -> None:
+    """Model specs."""
+
+
+@spec.command("check")
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+def spec_check(path: Path | None) -> None:
+    """Validate model specs (default: MODELMON_MODELS_PATH)."""
+    from modelmon.spec import SpecError, load_specs
+    from streams.change import check_change_spec
+
+    try:
+        specs = load_specs(path or settings().models_path)
+        for model in specs.values():
+            check_change_spec(model)  # detector settings: checked where the worker would refuse them
+    except SpecError as error:
+        fail(str(error))
+    for model_id, model in specs.items():
+        click.echo(
+            f"ok  {model_id}: {model.task.value}, {len(model.features)} features, {len(model.alerts)} rules"
+        )

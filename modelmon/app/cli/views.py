@@ -1,0 +1,91 @@
+"""Commands that show what is stored: ``status``, ``report`` and ``dashboards export|push``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from modelmon.app.cli.base import cli, fail, settings, warn
+
+
+@cli.command()
+def status() -> None:
+    """Show what is stored in ClickHouse: events per model, dead letters by reason."""
+    from modelmon.app.demo import collect_summary, print_summary
+    from sinks.clickhouse import connect
+
+    print_summary(collect_summary(connect(settings().clickhouse_dsn)), Console())
+
+
+@cli.command()
+@click.option(
+    "--model", "models", multiple=True, help="Model id (repeatable); default: every model with data."
+)
+@click.option("--since", default="1h", show_default=True, help="Time range ending now, e.g. 30m, 6h, 2d.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("reports"), show_default=True)
+def report(models: tuple[str, ...], since: str, out_dir: Path) -> None:
+    """Render the key dashboard panels to PNG files and one self-contained HTML page."""
+    from dashboards.report import models_with_data, write_report
+    from modelmon.spec import SpecError, load_specs, parse_duration
+    from sinks.clickhouse import connect
+
+    config = settings()
+    try:
+        parse_duration(since)
+        specs = load_specs(config.models_path)
+    except (SpecError, ValueError) as error:
+        fail(str(error))
+    client = connect(config.clickhouse_dsn)
+    chosen = list(models) or models_with_data(client, since)
+    if not chosen:
+        fail(f"no model has metrics in the last {since}")
+    click.echo(str(write_report(client, chosen, out_dir, since, specs=specs)))
+
+
+@cli.group()
+def dashboards() -> None:
+    """Grafana dashboards as code (docs/dashboards.md)."""
+
+
+@dashboards.command("export")
+@click.argument("directory", type=click.Path(path_type=Path))
+def dashboards_export(directory: Path) -> None:
+    """Write the dashboard JSON and provisioning YAML under DIRECTORY (json/, provisioning/)."""
+    from dashboards.export import export
+    from modelmon.spec import SpecError, load_specs
+
+    try:
+        specs = load_specs(settings().models_path)
+    except SpecError as error:
+        fail(str(error))
+    for path in export(directory, specs):
+        click.echo(str(path))
+
+
+@dashboards.command("push")
+@click.option("--url", required=True, help="Grafana base URL, e.g. http://localhost:3000.")
+@click.option("--token", envvar="GRAFANA_TOKEN", default=None, help="Service-account token [GRAFANA_TOKEN].")
+@click.option("--user", default=None, help="Basic-auth user (instead of a token).")
+@click.option(
+    "--password", envvar="GRAFANA_PASSWORD", default=None, help="Basic-auth password [GRAFANA_PASSWORD]."
+)
+def dashboards_push(url: str, token: str | None, user: str | None, password: str | None) -> None:
+    """Upload the dashboards into the folder "modelmon" (same uid overwrites; idempotent)."""
+    from grafana_client.client import GrafanaException
+
+    from dashboards.push import connect, push
+    from modelmon.spec import SpecError, load_specs
+
+    try:
+        result = push(
+            connect(url, token=token, user=user, password=password), load_specs(settings().models_path)
+        )
+    except (SpecError, ValueError, GrafanaException) as error:
+        fail(f"push to {url} failed: {error}")
+    click.echo(f"folder modelmon {'created' if result.folder_created else 'exists'}")
+    for uid, path in result.dashboards.items():
+        click.echo(f"saved {uid}  {url.rstrip('/')}{path}")
+    if not result.datasource_found:
+        warn("no datasource with uid modelmon-clickhouse in Grafana")
