@@ -12,30 +12,18 @@ from collections.abc import Mapping
 
 from dashboards import sql
 from dashboards.grafana import Annotation, Dashboard, Panel, Query, Variable, row
+from dashboards.panels import (
+    BAD_HIGH,
+    DRIFTED_MAPPINGS,
+    FRACTION,
+    STATE_MAPPINGS,
+    model_variables,
+    stat_panel,
+    table_panel,
+    threshold_queries,
+    timeseries_panel,
+)
 from modelmon.spec import ModelSpec
-
-FRACTION = "percentunit"
-# Gradient for scores where higher is worse; the first step has no lower bound.
-BAD_HIGH = [(None, "green"), (0.1, "yellow"), (0.2, "red")]
-STATE_MAPPINGS = [
-    {
-        "type": "value",
-        "options": {
-            "0": {"text": "resolved", "color": "green", "index": 0},
-            "1": {"text": "pending", "color": "yellow", "index": 1},
-            "2": {"text": "firing", "color": "red", "index": 2},
-        },
-    }
-]
-DRIFTED_MAPPINGS = [
-    {
-        "type": "value",
-        "options": {
-            "0": {"text": "ok", "color": "green", "index": 0},
-            "1": {"text": "drifted", "color": "red", "index": 1},
-        },
-    }
-]
 
 
 def spec_thresholds(specs: Mapping[str, ModelSpec]) -> dict[tuple[str, str], float]:
@@ -51,100 +39,16 @@ def spec_thresholds(specs: Mapping[str, ModelSpec]) -> dict[tuple[str, str], flo
     return thresholds
 
 
-def _model_variables(*, feature: bool) -> list[Variable]:
-    variables = [
-        Variable("model", "Model", sql.VAR_MODEL),
-        Variable("version", "Version", sql.VAR_VERSION, multi=True, include_all=True),
-        Variable("segment", "Segment", sql.VAR_SEGMENT, multi=True, include_all=True),
-    ]
-    if feature:
-        variables.append(Variable("feature", "Feature", sql.VAR_FEATURE, multi=True, include_all=True))
-    return variables
-
-
-# The threshold series of ``sql.threshold_lines`` are drawn dashed.
-DASHED_THRESHOLDS = {
-    "matcher": {"id": "byRegexp", "options": ".*alert threshold.*"},
-    "properties": [
-        {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
-        {"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}},
-    ],
-}
-
-
-def _series(
-    title: str,
-    query: str,
-    *,
-    unit: str = "",
-    extra: list[Query] | None = None,
-    threshold_line: bool = False,
-    **options: object,
-) -> Panel:
-    custom: dict[str, object] = {
-        "drawStyle": "line",
-        "lineWidth": 1,
-        "pointSize": 4,
-        "showPoints": "auto",
-        "spanNulls": False,
-    }
-    if threshold_line:
-        custom["thresholdsStyle"] = {"mode": "line"}
-    return Panel(
-        "timeseries",
-        title,
-        [Query(query), *(extra or [])],
-        unit=unit,
-        custom=custom,
-        overrides=[DASHED_THRESHOLDS] if extra else [],
-        options={"legend": {"displayMode": "table", "placement": "right", "calcs": ["lastNotNull", "max"]}},
-        **options,  # type: ignore[arg-type]
-    )
-
-
-def _stat(title: str, query: str, *, unit: str = "", width: int = 6, **options: object) -> Panel:
-    return Panel(
-        "stat",
-        title,
-        [Query(query, "table")],
-        width=width,
-        height=4,
-        unit=unit,
-        options={
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "colorMode": "value",
-        },
-        **options,  # type: ignore[arg-type]
-    )
-
-
-def _table(title: str, query: str, *, width: int = 12, height: int = 8, **options: object) -> Panel:
-    return Panel(
-        "table",
-        title,
-        [Query(query, "table")],
-        width=width,
-        height=height,
-        options={"showHeader": True, "cellHeight": "sm"},
-        **options,  # type: ignore[arg-type]
-    )
-
-
-def _with_thresholds(thresholds: Mapping[tuple[str, str], float], metrics: tuple[str, ...]) -> list[Query]:
-    line = sql.threshold_lines(thresholds, metrics)
-    return [Query(line, ref_id="T")] if line else []
-
-
 def fleet_overview() -> Dashboard:
     panels = [
-        _stat("Models", sql.FLEET_MODELS, key="fleet_models"),
-        _stat(
+        stat_panel("Models", sql.FLEET_MODELS, key="fleet_models"),
+        stat_panel(
             "Firing alerts",
             sql.FLEET_FIRING_ALERTS,
             thresholds=[(None, "green"), (1, "red")],
             key="fleet_firing",
         ),
-        _stat(
+        stat_panel(
             "Dead-letter share",
             sql.FLEET_DEAD_LETTER_SHARE,
             unit=FRACTION,
@@ -153,29 +57,29 @@ def fleet_overview() -> Dashboard:
             key="fleet_dead_share",
             description="Dead letters / (dead letters + valid events) in the time range.",
         ),
-        _table("Models", sql.FLEET_MODEL_TABLE, width=6, height=4, key="fleet_model_table"),
-        _series(
+        table_panel("Models", sql.FLEET_MODEL_TABLE, width=6, height=4, key="fleet_model_table"),
+        timeseries_panel(
             "Events per second",
             sql.FLEET_EVENTS_PER_SECOND,
             unit="reqps",
             key="fleet_events",
             min_interval="1m",
         ),
-        _series(
+        timeseries_panel(
             "Dead letters per second by error type",
             sql.FLEET_DEAD_LETTERS_PER_SECOND,
             unit="reqps",
             key="fleet_dead_letters",
             min_interval="1m",
         ),
-        _series(
+        timeseries_panel(
             "Invalid events (missing a required feature)",
             sql.FLEET_INVALID_RATE,
             unit=FRACTION,
             key="fleet_invalid",
             min=0,
         ),
-        _series(
+        timeseries_panel(
             "Label coverage",
             sql.FLEET_LABEL_COVERAGE,
             unit=FRACTION,
@@ -222,8 +126,8 @@ def model_drift() -> Dashboard:
             description="The final, noise-controlled verdict (metric 'drifted').",
             key="drift_verdict",
         ),
-        _table("Top drifted features", sql.TOP_DRIFTED_FEATURES, key="drift_top"),
-        _series(
+        table_panel("Top drifted features", sql.TOP_DRIFTED_FEATURES, key="drift_top"),
+        timeseries_panel(
             "Share of drifted features",
             sql.DRIFT_SHARE,
             unit=FRACTION,
@@ -233,7 +137,7 @@ def model_drift() -> Dashboard:
             key="drift_share",
             threshold_line=True,
         ),
-        _series("Prediction drift", sql.PREDICTION_DRIFT, decimals=3, key="drift_prediction"),
+        timeseries_panel("Prediction drift", sql.PREDICTION_DRIFT, decimals=3, key="drift_prediction"),
         row("Selected features: reference distribution and drift score"),
         Panel(
             "barchart",
@@ -247,7 +151,7 @@ def model_drift() -> Dashboard:
             description="Share of the reference in each bin (numerical) or category, newest reference "
             "of the selected versions.",
         ),
-        _series(
+        timeseries_panel(
             "Drift score: ${feature}",
             sql.SELECTED_FEATURE_DRIFT,
             decimals=3,
@@ -261,13 +165,13 @@ def model_drift() -> Dashboard:
         "modelmon / Model drift",
         "Per-feature and prediction drift of one model against its reference.",
         panels,
-        variables=_model_variables(feature=True),
+        variables=model_variables(feature=True),
     )
 
 
 def model_performance(thresholds: Mapping[tuple[str, str], float]) -> Dashboard:
     panels = [
-        _series(
+        timeseries_panel(
             "Classification: accuracy, precision, recall, F1, ROC AUC",
             sql.PERFORMANCE_CLASSIFICATION,
             unit=FRACTION,
@@ -275,33 +179,35 @@ def model_performance(thresholds: Mapping[tuple[str, str], float]) -> Dashboard:
             max=1,
             task="classification",
             key="perf_classification",
-            extra=_with_thresholds(thresholds, sql.CLASSIFICATION_METRICS),
+            extra=threshold_queries(thresholds, sql.CLASSIFICATION_METRICS),
         ),
-        _series(
+        timeseries_panel(
             "Classification: log loss",
             sql.PERFORMANCE_LOG_LOSS,
             decimals=3,
             task="classification",
             key="perf_log_loss",
-            extra=_with_thresholds(thresholds, ("log_loss",)),
+            extra=threshold_queries(thresholds, ("log_loss",)),
         ),
-        _series(
+        timeseries_panel(
             "Regression: MAE, RMSE",
             sql.PERFORMANCE_REGRESSION,
             task="regression",
             key="perf_regression",
-            extra=_with_thresholds(thresholds, sql.REGRESSION_METRICS),
+            extra=threshold_queries(thresholds, sql.REGRESSION_METRICS),
         ),
-        _series(
+        timeseries_panel(
             "Regression: MAPE",
             sql.PERFORMANCE_MAPE,
             unit=FRACTION,
             task="regression",
             key="perf_mape",
-            extra=_with_thresholds(thresholds, ("mape",)),
+            extra=threshold_queries(thresholds, ("mape",)),
         ),
-        _series("Regression: R²", sql.PERFORMANCE_R2, decimals=3, max=1, task="regression", key="perf_r2"),
-        _series(
+        timeseries_panel(
+            "Regression: R²", sql.PERFORMANCE_R2, decimals=3, max=1, task="regression", key="perf_r2"
+        ),
+        timeseries_panel(
             "Label coverage (labels / events)",
             sql.LABEL_COVERAGE,
             unit=FRACTION,
@@ -309,8 +215,10 @@ def model_performance(thresholds: Mapping[tuple[str, str], float]) -> Dashboard:
             max=1,
             key="perf_label_coverage",
         ),
-        _series("Label delay", sql.LABEL_DELAY, unit="ms", key="perf_label_delay"),
-        _series("Events and labels per second", sql.EVENTS_AND_LABELS, unit="reqps", key="perf_events"),
+        timeseries_panel("Label delay", sql.LABEL_DELAY, unit="ms", key="perf_label_delay"),
+        timeseries_panel(
+            "Events and labels per second", sql.EVENTS_AND_LABELS, unit="reqps", key="perf_events"
+        ),
     ]
     return Dashboard(
         "modelmon-performance",
@@ -318,7 +226,7 @@ def model_performance(thresholds: Mapping[tuple[str, str], float]) -> Dashboard:
         "Realised performance per window, version and segment, from the ground truth joined so far; "
         "dashed lines are the alert thresholds of the model spec, markers the retrain requests.",
         panels,
-        variables=_model_variables(feature=False),
+        variables=model_variables(feature=False),
         annotations=[Annotation("Retrain requests", sql.RETRAIN_ANNOTATIONS)],
     )
 
@@ -331,25 +239,27 @@ def data_fidelity() -> Dashboard:
         "unseen_category_rate": "Unseen categories per feature",
     }
     panels = [
-        _series(titles[metric], query, unit=FRACTION, min=0, key=f"fidelity_{metric}")
+        timeseries_panel(titles[metric], query, unit=FRACTION, min=0, key=f"fidelity_{metric}")
         for metric, query in sql.FIDELITY_FEATURE.items()
     ]
     panels += [
-        _series(
+        timeseries_panel(
             "Schema: events missing a required feature, unknown features, duplicate ids",
             sql.FIDELITY_SCHEMA,
             unit=FRACTION,
             min=0,
             key="fidelity_schema",
         ),
-        _series(
+        timeseries_panel(
             "Lateness (ingest time - event time)", sql.FIDELITY_LATENESS, unit="ms", key="fidelity_lateness"
         ),
-        _series(
+        timeseries_panel(
             "Too late: folded late, and expired (not counted)", sql.FIDELITY_TOO_LATE, key="fidelity_too_late"
         ),
-        _table("Worst features", sql.FIDELITY_WORST_FEATURES, key="fidelity_worst"),
-        _table("Dead letters by error type (all models)", sql.DEAD_LETTERS_BY_REASON, key="fidelity_dead"),
+        table_panel("Worst features", sql.FIDELITY_WORST_FEATURES, key="fidelity_worst"),
+        table_panel(
+            "Dead letters by error type (all models)", sql.DEAD_LETTERS_BY_REASON, key="fidelity_dead"
+        ),
     ]
     return Dashboard(
         "modelmon-fidelity",
@@ -357,20 +267,20 @@ def data_fidelity() -> Dashboard:
         "Data quality of the logged predictions: missing, out-of-range and wrongly typed values, unseen "
         "categories, schema violations, lateness and dead letters.",
         panels,
-        variables=_model_variables(feature=True),
+        variables=model_variables(feature=True),
     )
 
 
 def alerts_and_retraining() -> Dashboard:
     panels = [
-        _stat(
+        stat_panel(
             "Firing now",
             sql.FLEET_FIRING_ALERTS,
             thresholds=[(None, "green"), (1, "red")],
             width=12,
             key="alerts_firing_count",
         ),
-        _stat("Retrain requests in range", sql.RETRAIN_COUNT, width=12, key="retrain_count"),
+        stat_panel("Retrain requests in range", sql.RETRAIN_COUNT, width=12, key="retrain_count"),
         Panel(
             "state-timeline",
             "Alert timeline",
@@ -384,7 +294,7 @@ def alerts_and_retraining() -> Dashboard:
             description="Each alert (model, rule, feature, segment) over time: pending, firing, resolved.",
             key="alerts_timeline",
         ),
-        _table("Firing alerts", sql.ALERTS_FIRING_NOW, width=24, height=6, key="alerts_firing"),
+        table_panel("Firing alerts", sql.ALERTS_FIRING_NOW, width=24, height=6, key="alerts_firing"),
         Panel(
             "timeseries",
             "Alert transitions",
@@ -395,8 +305,8 @@ def alerts_and_retraining() -> Dashboard:
             key="alerts_transitions",
             min_interval="1m",
         ),
-        _table("Alert history", sql.ALERTS_TABLE, width=24, height=10, key="alerts_table"),
-        _table("Retrain requests", sql.RETRAIN_TABLE, width=24, height=8, key="retrain_table"),
+        table_panel("Alert history", sql.ALERTS_TABLE, width=24, height=10, key="alerts_table"),
+        table_panel("Retrain requests", sql.RETRAIN_TABLE, width=24, height=8, key="retrain_table"),
     ]
     return Dashboard(
         "modelmon-alerts",

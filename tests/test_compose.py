@@ -1,11 +1,11 @@
 """The production-shaped stack, checked without Docker.
 
-``docker-compose.yml``, the ``Dockerfile`` and the Grafana provisioning files cannot be run here,
+``docker-compose.yml`` and the Grafana provisioning files cannot be run here,
 so this module checks what would break ``docker compose up`` or silently mis-wire the stack:
 the YAML parses, the services exist and are pinned, health checks and start-up order are
 declared, the worker can be scaled, every ``command:`` is a real ``modelmon`` subcommand and
 every ``MODELMON_*`` variable is a field of :class:`modelmon.settings.Settings` whose compose
-value validates.
+value validates. The image itself is checked by ``tests/test_dockerfile.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from modelmon.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-DOCKERIGNORE = ROOT / ".dockerignore"
 DATASOURCE = ROOT / "dashboards" / "provisioning" / "datasources" / "clickhouse.yaml"
 DASHBOARD_PROVIDER = ROOT / "dashboards" / "provisioning" / "dashboards" / "modelmon.yaml"
 DASHBOARD_JSON = ROOT / "dashboards" / "json"
@@ -354,64 +352,6 @@ def test_dashboards_are_provisioned_from_the_repo(services: dict[str, dict[str, 
     for source in mounts:
         if source.startswith("./"):
             assert (ROOT / source).exists(), f"grafana mounts missing {source}"
-
-
-# --------------------------------------------------------------------------------------------
-# Dockerfile
-# --------------------------------------------------------------------------------------------
-def _instructions() -> list[tuple[str, str]]:
-    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
-    lines = (line.strip() for line in text.splitlines())
-    return [
-        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "")
-        for line in lines
-        if line and not line.startswith("#")
-    ]
-
-
-def test_dockerfile_builds_the_modelmon_image() -> None:
-    instructions = _instructions()
-    froms = [args for op, args in instructions if op == "FROM"]
-    assert froms and all(base.startswith("python:3.11") for base in froms), froms
-    runs = " ".join(args for op, args in instructions if op == "RUN")
-    assert "pip install ." in runs and "rocksdict" in runs
-    entrypoint = [json.loads(args) for op, args in instructions if op == "ENTRYPOINT"]
-    assert entrypoint[-1:] == [["modelmon"]]
-    cmd = [json.loads(args) for op, args in instructions if op == "CMD"]
-    assert cmd[-1:] == [["worker"]]
-    users = [args for op, args in instructions if op == "USER"]
-    assert users and users[-1].split(":")[0] not in ("root", "0"), "the image runs as a non-root user"
-    copies = [args.split() for op, args in instructions if op == "COPY"]
-    assert any(parts[0].rstrip("/") == "models" for parts in copies), "the image ships models/"
-
-
-def test_dockerfile_copies_only_what_exists_and_is_not_ignored() -> None:
-    ignored = {
-        line.strip().rstrip("/")
-        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.startswith("#")
-    }
-    for op, args in _instructions():
-        parts = args.split()
-        if op != "COPY" or any(part.startswith("--from") for part in parts):
-            continue
-        sources = [part for part in parts[:-1] if not part.startswith("--")]
-        for source in sources:
-            assert (ROOT / source).exists(), f"COPY {source}: not in the repo"
-            assert source.rstrip("/").split("/")[0] not in ignored, (
-                f"COPY {source}: excluded by .dockerignore"
-            )
-
-
-def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
-    ignored = {line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()}
-    for pattern in (".git", ".venv", ".env", ".modelmon"):
-        assert pattern in ignored, f".dockerignore should exclude {pattern}"
-
-
-def test_console_script_matches_the_entrypoint() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert project["scripts"].get("modelmon", "").startswith("modelmon.app.cli:")
 
 
 # --------------------------------------------------------------------------------------------

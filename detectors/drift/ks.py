@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+import threading
+from collections import OrderedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -11,13 +12,13 @@ from scipy import stats
 
 from detectors.drift.registry import NUMERICAL_ONLY, DriftMethod, register
 
-try:  # the exact p-value step of scipy's own ks_2samp (private; without it, ks_2samp is called)
-    from scipy.stats._stats_py import _attempt_exact_2kssamp
-except ImportError:  # pragma: no cover - another scipy layout
-    _attempt_exact_2kssamp = None
-
 _MAX_EXACT = 10_000
 """``ks_2samp(method="auto")`` computes the exact p-value when neither side has more values than this."""
+
+_CACHE_SIZE = 4096
+_exact: OrderedDict[tuple[int, int, int], tuple[float, float]] = OrderedDict()
+"""(n1, n2, h) -> ``ks_2samp``'s (statistic, p-value), least recently used first."""
+_exact_lock = threading.Lock()
 
 
 def ks_test(reference: npt.ArrayLike, current: npt.ArrayLike) -> tuple[float, float]:
@@ -38,24 +39,20 @@ def ks_test_sorted(
 ) -> tuple[float, float]:
     """:func:`ks_test` of two float64 vectors that are already sorted ascending.
 
-    This is ``ks_2samp``'s two-sided ``method="auto"`` path written out: its statistic formula,
-    then scipy's own exact p-value function, so the result is the same to the last bit (the test
-    suite checks it). It skips the sorts and ks_2samp's argument handling, about 0.5 ms a call,
-    and keeps the last 4,096 exact p-values by (n1, n2, statistic): ``clear_cache`` forgets them.
-    Everything else (NaN, more than 10,000 values on a side, an exact computation that fails and
-    falls back to the asymptotic one) is left to ``ks_2samp`` itself.
+    This is ``ks_2samp``'s two-sided ``method="auto"`` path: its statistic formula written out, and
+    its exact p-value, which depends only on the sample sizes and the statistic, taken from
+    ``ks_2samp`` itself (public API) the first time a (n1, n2, statistic) comes up. The last 4,096
+    exact p-values are kept by (n1, n2, statistic), so a repeated statistic skips the sorts,
+    ``ks_2samp``'s argument handling and the exact computation: ``clear_cache`` forgets them. The
+    result is the same as ``ks_2samp``'s to the last bit (the test suite checks it). Everything else
+    (NaN, more than 10,000 values on a side, an exact computation that fails and falls back to the
+    asymptotic one) is left to ``ks_2samp`` on every call.
 
     >>> ks_test_sorted(np.array([1.0, 2.0, 3.0, 4.0]), np.array([3.0, 4.0, 5.0, 6.0]))
     (0.5, 0.7714285714285716)
     """
     n1, n2 = reference.size, current.size
-    if (
-        _attempt_exact_2kssamp is None
-        or min(n1, n2) == 0
-        or max(n1, n2) > _MAX_EXACT
-        or np.isnan(reference[-1])
-        or np.isnan(current[-1])
-    ):
+    if min(n1, n2) == 0 or max(n1, n2) > _MAX_EXACT or np.isnan(reference[-1]) or np.isnan(current[-1]):
         return _scipy_ks(reference, current)
     # ks_2samp evaluates cdf1 - cdf2 at every value v of both sides, with cdf1 = (reference values
     # <= v) / n1 and cdf2 the same on current: a binary search per value. Merging the two sorted
@@ -70,25 +67,39 @@ def ks_test_sorted(
     min_s = np.clip(-cddiffs[np.argmin(cddiffs)], 0, 1)
     max_s = cddiffs[np.argmax(cddiffs)]
     d = min_s if min_s > max_s else max_s
-    # The exact p-value depends only on the sizes and h = round(d * lcm(n1, n2)), an integer, as
-    # in _attempt_exact_2kssamp; with fixed sample sizes the same few hundred h come back window
-    # after window, so each is computed once (d / lcm gives back the same h: rounding error << 0.5).
-    g = math.gcd(n1, n2)
-    success, d, p_value = _exact_p_value(n1, n2, g, int(np.round(d * ((n1 // g) * n2))))
-    if not success:
-        return _scipy_ks(reference, current)  # warns, and uses the asymptotic p-value
-    return float(d), float(np.clip(p_value, 0, 1))
+    # ks_2samp's exact p-value depends only on the sizes and h = round(d * lcm(n1, n2)), an integer
+    # (its statistic becomes h / lcm); with fixed sample sizes the same few hundred h come back
+    # window after window, so each is computed once (rounding error in d * lcm << 0.5).
+    lcm = (n1 // math.gcd(n1, n2)) * n2
+    key = (n1, n2, int(np.round(d * lcm)))
+    with _exact_lock:
+        known = _exact.get(key)
+        if known is not None:
+            _exact.move_to_end(key)
+            return known
+    result = _scipy_ks(reference, current)
+    if _exact_succeeded(n1, n2, *result):
+        with _exact_lock:
+            _exact[key] = result
+            if len(_exact) > _CACHE_SIZE:
+                _exact.popitem(last=False)
+    return result
 
 
-@lru_cache(maxsize=4096)
-def _exact_p_value(n1: int, n2: int, g: int, h: int) -> tuple[bool, float, float]:
-    """scipy's exact step for statistic h / lcm(n1, n2): (success, statistic, p-value)."""
-    return _attempt_exact_2kssamp(n1, n2, g, h / ((n1 // g) * n2), "two-sided")
+def _exact_succeeded(n1: int, n2: int, statistic: float, p_value: float) -> bool:
+    """False when ``ks_2samp``'s p-value is the asymptotic one (it warns when the exact one fails).
+
+    A p-value that happens to equal the asymptotic one is then merely not kept.
+    """
+    m, n = max(n1, n2), min(n1, n2)
+    asymptotic = stats.kstwo.sf(statistic, np.round(m * n / (m + n)))
+    return bool(p_value != np.clip(asymptotic, 0, 1))
 
 
 def clear_cache() -> None:
     """Forget the exact p-values computed so far (benchmarks call it to time cold runs)."""
-    _exact_p_value.cache_clear()
+    with _exact_lock:
+        _exact.clear()
 
 
 def _plain_vector(given: object, array: np.ndarray) -> bool:

@@ -1,15 +1,13 @@
 """Reference profiles and the mergeable window aggregates that are compared with them."""
 
 from detectors.profiles.categorical import CategoricalAggregate
-from detectors.profiles.numeric import NumericAggregate, combine_moments
-from detectors.profiles.reference import (
+from detectors.profiles.feature_profiles import (
     CategoricalFeatureProfile,
     FeatureProfile,
     NumericalFeatureProfile,
-    ProfileSpec,
-    ReferenceProfile,
-    WindowAggregate,
 )
+from detectors.profiles.numeric import NumericAggregate, combine_moments
+from detectors.profiles.reference import ProfileSpec, ReferenceProfile, WindowAggregate
 from detectors.profiles.sampling import BottomKSample
 
 __all__ = [

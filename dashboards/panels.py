@@ -1,0 +1,124 @@
+"""The building blocks of the modelmon dashboards: panel kinds, colour steps, value mappings, variables.
+
+:mod:`dashboards.catalog` assembles the five dashboards out of these, so every time series,
+stat and table panel is drawn the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from dashboards import sql
+from dashboards.grafana import Panel, Query, Variable
+
+FRACTION = "percentunit"
+# Gradient for scores where higher is worse; the first step has no lower bound.
+BAD_HIGH = [(None, "green"), (0.1, "yellow"), (0.2, "red")]
+STATE_MAPPINGS = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "resolved", "color": "green", "index": 0},
+            "1": {"text": "pending", "color": "yellow", "index": 1},
+            "2": {"text": "firing", "color": "red", "index": 2},
+        },
+    }
+]
+DRIFTED_MAPPINGS = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "ok", "color": "green", "index": 0},
+            "1": {"text": "drifted", "color": "red", "index": 1},
+        },
+    }
+]
+
+
+def model_variables(*, feature: bool) -> list[Variable]:
+    """The model, version and segment pickers (and the feature picker when ``feature``)."""
+    variables = [
+        Variable("model", "Model", sql.VAR_MODEL),
+        Variable("version", "Version", sql.VAR_VERSION, multi=True, include_all=True),
+        Variable("segment", "Segment", sql.VAR_SEGMENT, multi=True, include_all=True),
+    ]
+    if feature:
+        variables.append(Variable("feature", "Feature", sql.VAR_FEATURE, multi=True, include_all=True))
+    return variables
+
+
+# The threshold series of ``sql.threshold_lines`` are drawn dashed.
+DASHED_THRESHOLDS = {
+    "matcher": {"id": "byRegexp", "options": ".*alert threshold.*"},
+    "properties": [
+        {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+        {"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}},
+    ],
+}
+
+
+def timeseries_panel(
+    title: str,
+    query: str,
+    *,
+    unit: str = "",
+    extra: list[Query] | None = None,
+    threshold_line: bool = False,
+    **options: object,
+) -> Panel:
+    """A time series with a right-hand legend; ``extra`` queries (threshold lines) are drawn dashed."""
+    custom: dict[str, object] = {
+        "drawStyle": "line",
+        "lineWidth": 1,
+        "pointSize": 4,
+        "showPoints": "auto",
+        "spanNulls": False,
+    }
+    if threshold_line:
+        custom["thresholdsStyle"] = {"mode": "line"}
+    return Panel(
+        "timeseries",
+        title,
+        [Query(query), *(extra or [])],
+        unit=unit,
+        custom=custom,
+        overrides=[DASHED_THRESHOLDS] if extra else [],
+        options={"legend": {"displayMode": "table", "placement": "right", "calcs": ["lastNotNull", "max"]}},
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def stat_panel(title: str, query: str, *, unit: str = "", width: int = 6, **options: object) -> Panel:
+    """A 4-high stat panel showing the last value of a table query."""
+    return Panel(
+        "stat",
+        title,
+        [Query(query, "table")],
+        width=width,
+        height=4,
+        unit=unit,
+        options={
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "value",
+        },
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def table_panel(title: str, query: str, *, width: int = 12, height: int = 8, **options: object) -> Panel:
+    """A table panel of a table query."""
+    return Panel(
+        "table",
+        title,
+        [Query(query, "table")],
+        width=width,
+        height=height,
+        options={"showHeader": True, "cellHeight": "sm"},
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def threshold_queries(thresholds: Mapping[tuple[str, str], float], metrics: tuple[str, ...]) -> list[Query]:
+    """The alert-threshold line query for ``metrics`` (none when no threshold applies)."""
+    line = sql.threshold_lines(thresholds, metrics)
+    return [Query(line, ref_id="T")] if line else []
