@@ -250,14 +250,3 @@ def test_httpx_client_is_not_needed_for_a_refused_submission() -> None:
 
     asyncio.run(scenario())
     assert httpx.AsyncClient  # the delivery client type
-
-
-def test_doctests_of_the_webhook_modules() -> None:
-    import doctest
-
-    import modelmon.settings
-    import sinks.webhooks
-
-    for module in (sinks.webhooks, modelmon.settings):
-        failed, attempted = doctest.testmod(module)
-        assert attempted > 0 and failed == 0, module.__name__
