@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
-from detectors._labels import canonical_label, canonical_labels
+from detectors.labels import canonical_label, canonical_labels
 from detectors.metric import Metric
 from detectors.performance_aggregates import ConfusionMatrixAggregate, RegressionAggregate
 from detectors.score_histogram import (

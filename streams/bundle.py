@@ -12,11 +12,11 @@ from typing import Any, Self, TypeVar, cast
 import numpy as np
 
 from detectors import value_types as vt
-from detectors._labels import canonical_labels
 from detectors.base import Aggregate
 from detectors.durations import LABEL_DELAY_EDGES, LATENESS_EDGES
 from detectors.fidelity import FidelityAggregate
 from detectors.hashing import row_keys_from_ids
+from detectors.labels import canonical_labels
 from detectors.performance import ConfusionMatrixAggregate, RegressionAggregate, ScoreHistogramAggregate
 from detectors.profiles import (
     CategoricalAggregate,

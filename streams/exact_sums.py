@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors._labels import canonical_labels
+from detectors.labels import canonical_labels
 from detectors.score_histogram import PROBABILITY_EPS, binary_log_loss_terms
 
 # Why not detectors._exact.exact_sum: it keeps the Fraction of each *batch's float sum*, so merges
