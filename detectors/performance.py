@@ -33,7 +33,7 @@ __all__ = [
 
 Average = Literal["auto", "binary", "macro"]
 _AVERAGES = ("auto", "binary", "macro")
-# Below this share of Σy², Σy² - (Σy)²/n is mostly rounding error of the per-batch sums.
+# Below this share of Σy², Σy² - (Σy)²/n cancels too far to trust (each row's y² was rounded to float64).
 _MIN_RELATIVE_SST = 1e-9
 
 
