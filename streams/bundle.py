@@ -39,6 +39,7 @@ from streams.columns import (
     numbers_or_nan,
 )
 from streams.exact_sums import binary_log_loss_sum, class_log_loss_sum, with_exact_moments
+from streams.window_key import BundleKey
 
 FORMAT_VERSION = 1
 SCORE_EDGES = np.concatenate([[-np.inf], np.arange(1, 10) / 10, [np.inf]])
@@ -49,17 +50,6 @@ LATENESS_EDGES_MS = tuple(1000.0 * edge for edge in LATENESS_EDGES)
 LABEL_DELAY_EDGES_MS = tuple(1000.0 * edge for edge in LABEL_DELAY_EDGES)
 _NO_SUMS = (Fraction(0), Fraction(0))
 AggregateT = TypeVar("AggregateT", bound=Aggregate)
-
-
-@dataclass(frozen=True)
-class BundleKey:
-    """Which window a bundle summarises: model, version, segment ('' = whole model) and event time."""
-
-    model_id: str
-    model_version: str
-    segment: str
-    window_start_ms: int
-    window_ms: int
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from streams.finalize import window_metrics
 from streams.partials import Fragment, FragmentAssembler, InvalidPartial, Partial, parse_message
 from streams.stage1 import ReferenceLookup, reference_id
 from streams.validation import InvalidEvent, dead_letter, processing_error
+from streams.window_key import window_id
 
 if TYPE_CHECKING:
     from streams.auto_reference import AutoReferenceBuilder
@@ -83,11 +84,6 @@ def expired_points(partial: Partial) -> list[tuple[bytes, bytes]]:
         if value
     ]
     return [(p.model_id.encode(), model_to_json(p)) for p in points]
-
-
-def window_id(key: BundleKey, ref: str) -> str:
-    """The key of a window in the closed-window store."""
-    return f"{key.model_id}|{key.model_version}|{key.segment}|{key.window_start_ms}|{key.window_ms}|{ref}"
 
 
 @dataclass
