@@ -47,7 +47,7 @@ from streams.bundle import BundleKey
 from streams.change import ChangeTracker
 from streams.finalize import window_metrics
 from streams.partials import Fragment, FragmentAssembler, InvalidPartial, Partial, parse_message
-from streams.stage1 import ReferenceLookup, reference_id
+from streams.reference_id import ReferenceLookup, reference_id
 from streams.validation import InvalidEvent, dead_letter, processing_error
 from streams.window_key import window_id
 from streams.window_state import WindowState, WindowStates, expired_points, window_parts
