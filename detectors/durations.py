@@ -8,7 +8,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from detectors._exact import exact_sum, fraction_from_json, fraction_to_json
+from detectors.exact import exact_sum, fraction_from_json, fraction_to_json
 from detectors.metric import Metric
 
 LATENESS_EDGES: tuple[float, ...] = (0, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
-from detectors._labels import canonical_label, canonical_labels
+from detectors.labels import canonical_label, canonical_labels
 from detectors.metric import Metric
 from detectors.performance_aggregates import ConfusionMatrixAggregate, RegressionAggregate
 from detectors.score_histogram import (
@@ -33,7 +33,7 @@ __all__ = [
 
 Average = Literal["auto", "binary", "macro"]
 _AVERAGES = ("auto", "binary", "macro")
-# Below this share of Σy², Σy² - (Σy)²/n is mostly rounding error of the per-batch sums.
+# Below this share of Σy², Σy² - (Σy)²/n cancels too far to trust (each row's y² was rounded to float64).
 _MIN_RELATIVE_SST = 1e-9
 
 

@@ -8,9 +8,9 @@ from typing import Any, Self
 
 import numpy as np
 
-from detectors._exact import exact_sum, fraction_from_json, fraction_to_json
-from detectors._labels import canonical_label_set, canonical_labels
 from detectors.base import Aggregate
+from detectors.exact import exact_total, fraction_from_json, fraction_to_json
+from detectors.labels import canonical_label_set, canonical_labels
 
 
 def _reindex(counts: np.ndarray, old: Sequence[str], new: Sequence[str]) -> np.ndarray:
@@ -139,7 +139,8 @@ class RegressionAggregate(Aggregate):
 
     ``e = y_pred - y_true``. Rows where ``y_true == 0`` are left out of the percentage sum and
     counted in ``n_mape_excluded``. Rows with a non-finite value are counted in ``n_invalid``.
-    Sums are exact Fractions of per-batch float sums, so merges are exactly associative.
+    Each row's terms are float64; their sums are exact Fractions (:func:`~detectors.exact.exact_total`),
+    the same however the rows are batched, merged or replayed.
 
     Examples
     --------
@@ -221,7 +222,7 @@ class RegressionAggregate(Aggregate):
         counts["n_pct"] += int(np.count_nonzero(pct_ok))
         counts["n_mape_excluded"] += int(truth.size - np.count_nonzero(pct_ok))
         for name, values in zip(self._SUMS, (error, squared, pct[pct_ok], truth, truth_squared), strict=True):
-            sums[name] += exact_sum(values)
+            sums[name] += exact_total(values)
 
     def merge(self, other: Self) -> Self:
         same_kind(self, other)

@@ -8,9 +8,9 @@ from typing import Any, Self
 
 import numpy as np
 
-from detectors._exact import exact_sum, fraction_from_json, fraction_to_json
-from detectors._labels import canonical_label, canonical_labels
 from detectors.base import Aggregate
+from detectors.exact import exact_sum, fraction_from_json, fraction_to_json
+from detectors.labels import canonical_label, canonical_labels
 from detectors.metric import Metric
 from detectors.performance_aggregates import same_kind
 

@@ -51,7 +51,7 @@ from modelmon.settings import Settings
 from modelmon.spec import ModelSpec, Task, parse_duration
 from streams.bundle import BundleKey, WindowBundle
 from streams.references import PRODUCER_CONFIG, publish_reference
-from streams.stage2 import window_id
+from streams.window_key import window_id
 
 log = logging.getLogger(__name__)
 

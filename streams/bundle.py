@@ -12,11 +12,12 @@ from typing import Any, Self, TypeVar, cast
 import numpy as np
 
 from detectors import value_types as vt
-from detectors._labels import canonical_labels
 from detectors.base import Aggregate
 from detectors.durations import LABEL_DELAY_EDGES, LATENESS_EDGES
+from detectors.exact import exact_square_total, exact_total
 from detectors.fidelity import FidelityAggregate
 from detectors.hashing import row_keys_from_ids
+from detectors.labels import canonical_labels
 from detectors.performance import ConfusionMatrixAggregate, RegressionAggregate, ScoreHistogramAggregate
 from detectors.profiles import (
     CategoricalAggregate,
@@ -37,15 +38,8 @@ from streams.columns import (
     label_array,
     numbers_or_nan,
 )
-from streams.exact_sums import (
-    REGRESSION_SUMS,
-    binary_log_loss_sum,
-    class_log_loss_sum,
-    exact_square_total,
-    exact_total,
-    regression_sums,
-    with_exact_moments,
-)
+from streams.exact_sums import binary_log_loss_sum, class_log_loss_sum, with_exact_moments
+from streams.window_key import BundleKey
 
 FORMAT_VERSION = 1
 SCORE_EDGES = np.concatenate([[-np.inf], np.arange(1, 10) / 10, [np.inf]])
@@ -56,17 +50,6 @@ LATENESS_EDGES_MS = tuple(1000.0 * edge for edge in LATENESS_EDGES)
 LABEL_DELAY_EDGES_MS = tuple(1000.0 * edge for edge in LABEL_DELAY_EDGES)
 _NO_SUMS = (Fraction(0), Fraction(0))
 AggregateT = TypeVar("AggregateT", bound=Aggregate)
-
-
-@dataclass(frozen=True)
-class BundleKey:
-    """Which window a bundle summarises: model, version, segment ('' = whole model) and event time."""
-
-    model_id: str
-    model_version: str
-    segment: str
-    window_start_ms: int
-    window_ms: int
 
 
 @dataclass(frozen=True)
@@ -98,9 +81,10 @@ class WindowBundle:
     Built empty with :meth:`empty`, fed batches with :meth:`add_predictions` and :meth:`add_labels`,
     combined with :meth:`merge` (exactly associative and commutative) and shipped with
     :meth:`to_dict`. ``to_dict`` depends only on the multiset of events and pairs, never on how
-    they were batched, partitioned or merged: a replay rebuilds the identical dict. (The float sums
-    of ``detectors`` aggregates depend on batching in the last bits; the bundle keeps exact sums
-    beside them and publishes those: :mod:`streams.exact_sums`.)
+    they were batched, partitioned or merged: a replay rebuilds the identical dict. (The regression
+    sums of ``detectors`` are batch-independent; for moments and log loss, whose ``detectors`` sums
+    depend on batching in the last bits, the bundle keeps exact sums beside the aggregates and
+    publishes those: :mod:`streams.exact_sums`.)
 
     Read access for stage 2: ``events``, ``labels``, ``features`` (name → aggregate),
     ``prediction_values``, ``prediction_classes``, ``fidelity`` (durations in milliseconds),
@@ -126,7 +110,7 @@ class WindowBundle:
         self._scores: ScoreHistogramAggregate | None = None
         self._log_loss = Fraction(0)
         self._regression: RegressionAggregate | None = None
-        self._regression_sums = dict.fromkeys(REGRESSION_SUMS, Fraction(0))
+        """Error sums of joined pairs; None for classifiers."""
 
     @classmethod
     def empty(
@@ -175,7 +159,8 @@ class WindowBundle:
 
     @property
     def regression(self) -> RegressionAggregate | None:
-        return None if self._regression is None else RegressionAggregate.from_dict(self._regression_dict())
+        """Error sums of joined pairs (regression models; a copy)."""
+        return _from_dict(RegressionAggregate, _to_dict(self._regression))
 
     def _sums(self, slot: str) -> tuple[Fraction, Fraction]:
         return self._moments.get(slot, _NO_SUMS)
@@ -187,10 +172,6 @@ class WindowBundle:
 
     def _scores_dict(self, scores: ScoreHistogramAggregate) -> dict[str, Any]:
         return scores.to_dict() | {"log_loss_sum": str(self._log_loss)}
-
-    def _regression_dict(self) -> dict[str, Any]:
-        assert self._regression is not None
-        return self._regression.to_dict() | {k: str(v) for k, v in self._regression_sums.items()}
 
     # -- folding batches in --------------------------------------------------------------------
     def _add_numeric(self, slot: str, agg: NumericAggregate, values: np.ndarray, keys: np.ndarray) -> None:
@@ -250,7 +231,7 @@ class WindowBundle:
         truth = list(map(attrgetter("label"), pairs))
         predicted = list(map(attrgetter("prediction"), pairs))
         if self._regression is not None:
-            self._add_regression(
+            self._regression.update_batch(
                 numbers_or_nan(np.array(truth, dtype=object)),
                 numbers_or_nan(np.array(predicted, dtype=object)),
             )
@@ -263,12 +244,6 @@ class WindowBundle:
         elif self._scores is not None:
             self._add_class_scores(label_array(truth), list(map(attrgetter("scores"), pairs)))
         self.labels += n
-
-    def _add_regression(self, truth: np.ndarray, predicted: np.ndarray) -> None:
-        assert self._regression is not None
-        self._regression.update_batch(truth, predicted)
-        for name, total in regression_sums(truth, predicted).items():
-            self._regression_sums[name] += total
 
     def _add_binary_scores(self, truth: np.ndarray, score: np.ndarray) -> None:
         assert self._scores is not None and self._scores.pos_label is not None
@@ -336,8 +311,6 @@ class WindowBundle:
         out._scores = _merged(self._scores, other._scores)
         out._log_loss = self._log_loss + other._log_loss
         out._regression = _merged(self._regression, other._regression)
-        for name in REGRESSION_SUMS:
-            out._regression_sums[name] = self._regression_sums[name] + other._regression_sums[name]
 
     def to_dict(self) -> dict[str, Any]:
         """Strict JSON (no NaN or infinity); equal for equal contents, however they were batched."""
@@ -365,7 +338,7 @@ class WindowBundle:
             "fidelity": self.fidelity.to_dict(),
             "confusion": _to_dict(self.confusion),
             "scores": None if self._scores is None else self._scores_dict(self._scores),
-            "regression": None if self._regression is None else self._regression_dict(),
+            "regression": _to_dict(self._regression),
         }
 
     @classmethod
@@ -393,11 +366,9 @@ class WindowBundle:
         bundle.confusion = _from_dict(ConfusionMatrixAggregate, data["confusion"])
         bundle._scores = _from_dict(ScoreHistogramAggregate, data["scores"])
         bundle._regression = _from_dict(RegressionAggregate, data["regression"])
-        # The dicts hold the exact, batch-independent sums (see to_dict): they are the state.
+        # The dict holds the exact, batch-independent log-loss sum (see to_dict): it is the state.
         if bundle._scores is not None:
             bundle._log_loss = Fraction(data["scores"]["log_loss_sum"])
-        if bundle._regression is not None:
-            bundle._regression_sums = {name: Fraction(data["regression"][name]) for name in REGRESSION_SUMS}
         return bundle
 
     def __repr__(self) -> str:

@@ -49,8 +49,9 @@ from modelmon.events import DeadLetter, model_to_json
 from modelmon.settings import Settings
 from modelmon.spec import ModelSpec
 from streams.idle import IdleCheck, pause_while_idle
+from streams.reference_id import ReferenceLookup
 from streams.routing import repartition_topic
-from streams.stage1 import ReferenceLookup, Stage1
+from streams.stage1 import Stage1
 
 log = logging.getLogger(__name__)
 

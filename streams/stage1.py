@@ -11,33 +11,27 @@ whose partials replace each other in stage 2 and up to which offsets are committ
 4. **join** in the partition's :class:`~streams.join_state.JoinState` and **fold** predictions and
    joined pairs, per window key, into fresh bundles merged into the chunk's: a fold that raises is
    repeated event by event, and the event that still raises is dead-lettered (``processing_error``).
+   This step is :mod:`streams.stage1_fold`.
 
 Nothing here talks to Kafka: outputs go through :class:`Outputs`, which the data plane produces.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Protocol
 
-import numpy as np
-
-from detectors.profiles import ReferenceProfile
 from modelmon.events import DeadLetter
 from modelmon.settings import Settings
 from modelmon.spec import ModelSpec, Task, parse_duration
-from streams.bundle import BundleKey, JoinedPair, WindowBundle
 from streams.chunks import Chunk, chunk_index
-from streams.columns import PredictionColumns
 from streams.decode import Label, Prediction, decode_label, decode_prediction, fill_prediction_ids, times_ms
-from streams.join import JoinStatus, label_record, on_label, on_prediction, prediction_record, read_at
 from streams.join_state import JoinState
+from streams.reference_id import ReferenceLookup
 from streams.routing import LABEL, PREDICTION, misplaced, read_headers, routed_headers
+from streams.stage1_fold import Folder, Kept, Message, Stage1Stats
 from streams.validation import (
     EventLimits,
     InvalidEvent,
@@ -49,25 +43,8 @@ from streams.validation import (
 
 log = logging.getLogger(__name__)
 
-ReferenceLookup = Callable[[str, str], ReferenceProfile | None]
 REFRESH_SECONDS = 60.0
 """An open chunk re-publishes all its bundles at least this often (see :meth:`Stage1.publish_revisions`)."""
-
-
-class Message(Protocol):
-    """What stage 1 reads of a consumed message (confluent-kafka's ``Message``)."""
-
-    def topic(self) -> str | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def key(self) -> bytes | None: ...
-    def value(self) -> bytes | None: ...
-    def timestamp(self) -> tuple[int, int]: ...
-    def headers(self) -> list[tuple[str, bytes]] | None: ...
-
-
-_Kept = tuple[Message, "Prediction | Label", str, str]
-"""A message that passed decoding: its event, its origin and where it was read."""
 
 
 class Outputs(Protocol):
@@ -80,54 +57,9 @@ class Outputs(Protocol):
     ) -> None: ...
 
 
-@dataclass
-class Stage1Stats:
-    predictions: int = 0
-    labels: int = 0
-    joined: int = 0
-    routed: int = 0
-    routed_copies: int = 0
-    duplicate_predictions: int = 0
-    duplicate_labels: int = 0
-    dead_lettered: int = 0
-    partials_published: int = 0
-    chunks_closed: int = 0
-    expired_entries: int = 0
-    evicted_waiting: int = 0
-    dead_by_type: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
-
-def reference_id(profile: ReferenceProfile | None) -> str:
-    """A short, stable id of a reference profile ('' for none): bundles merge only within one."""
-    if profile is None:
-        return ""
-    # Asked for every bundle of every batch: hashing the profile's JSON each time took a quarter of a
-    # worker's CPU. Profiles are read-only; the entry holds the profile, so its id is not reused.
-    cached = _REFERENCE_IDS.get(id(profile))
-    if cached is not None and cached[0] is profile:
-        return cached[1]
-    digest = hashlib.sha1(profile.to_json().encode()).hexdigest()[:12]
-    if len(_REFERENCE_IDS) >= 256:
-        _REFERENCE_IDS.clear()
-    _REFERENCE_IDS[id(profile)] = (profile, digest)
-    return digest
-
-
-_REFERENCE_IDS: dict[int, tuple[ReferenceProfile, str]] = {}
-
-
 def _raw(message: Message) -> RawMessage:
     return RawMessage(message.value(), message.topic() or "", message.partition() or 0, message.offset() or 0,
                       message.key())  # fmt: skip
-
-
-@dataclass
-class _Group:
-    """The events of one window key in one run: predictions (rows of the run's columns), joined pairs."""
-
-    rows: list[int] = field(default_factory=list)
-    late: int = 0
-    pairs: list[tuple[JoinedPair, Any]] = field(default_factory=list)  # (pair, the message that joined it)
 
 
 class Stage1:
@@ -161,11 +93,19 @@ class Stage1:
         self.stats = Stage1Stats()
         self._ttl_ms = {m: int(parse_duration(s.label_ttl).total_seconds() * 1000) for m, s in specs.items()}
         self._max_age = {m: self.limits.max_age_ms(s) for m, s in specs.items()}
-        self._segment_tags = {m: list(s.segments) for m, s in specs.items()}
         self._required = {
             m: (s.required_features(), frozenset(s.required_features())) for m, s in specs.items()
         }
         self._last_read: dict[tuple[str, int], int] = {}
+        self.folder = Folder(
+            specs,
+            references,
+            self.stats,
+            self._dead,
+            window_ms=self.window_ms,
+            allowed_lateness_ms=self.allowed_lateness_ms,
+            join_max_pending=settings.join_max_pending,
+        )
 
     # -- partitions --------------------------------------------------------------------------------
     def join_state(self, partition: int) -> JoinState:
@@ -205,7 +145,7 @@ class Stage1:
             start = end
         self._last_read[(topic, partition)] = messages[-1].offset() or 0
         state = self.join_state(partition)
-        self._count_evicted(self.chunks[(topic, partition)], state.evict())
+        self.folder.count_evicted(self.chunks[(topic, partition)], state.evict())
 
     def _chunk(self, topic: str, partition: int, index: int, first_offset: int) -> Chunk:
         current = self.chunks.get((topic, partition))
@@ -275,7 +215,7 @@ class Stage1:
         topic, partition = chunk.topic, chunk.partition
         routed = topic not in self._kinds
         now_ms = int(self.clock() * 1000)
-        kept: list[_Kept] = []  # message, event, origin, consumed
+        kept: list[Kept] = []  # message, event, origin, consumed
         chunk.touch(messages[0].offset() or 0)
         chunk.touch(messages[-1].offset() or 0)
         for message in messages:
@@ -309,9 +249,9 @@ class Stage1:
         # After routing: an event without an id joins nothing and stays where it was read.
         fill_prediction_ids([event for _, event, _, _ in kept if isinstance(event, Prediction)])
         if kept:
-            self._join_and_fold(chunk, kept, now_ms)
+            self.folder.join_and_fold(chunk, self.join_state(partition), kept, now_ms)
 
-    def _checked(self, kept: list[_Kept], now_ms: int) -> list[_Kept]:
+    def _checked(self, kept: list[Kept], now_ms: int) -> list[Kept]:
         """Drop (dead-letter) unknown models, spec violations and event times far from the clock."""
         events = [event for _, event, _, _ in kept]
         ts = times_ms(events, now_ms)
@@ -336,7 +276,7 @@ class Stage1:
             out.append((message, event, origin, consumed))
         return out
 
-    def _route(self, kept: list[_Kept], topic: str, partition: int) -> list[_Kept]:
+    def _route(self, kept: list[Kept], topic: str, partition: int) -> list[Kept]:
         ids = [event.prediction_id if type(event.prediction_id) is str else "" for _, event, _, _ in kept]
         targets = misplaced(ids, partition, self.partitions)
         if targets.max() < 0:
@@ -352,136 +292,6 @@ class Stage1:
             self.stats.routed += 1
         return local
 
-    def _join_and_fold(self, chunk: Chunk, kept: list[_Kept], now_ms: int) -> None:
-        state = self.join_state(chunk.partition)
-        entries, written = state.entries, state.written
-        window_ms, lateness = self.window_ms, self.allowed_lateness_ms
-        marks = chunk.watermarks
-        stats = self.stats
-        groups: dict[tuple[str, str, str, int], _Group] = defaultdict(_Group)
-        predictions: list[Prediction] = []
-        ingest: list[int] = []
-        rows_message: list[Message] = []  # the message of each prediction row
-        for message, event, origin, consumed in kept:
-            t = event.ts
-            if type(event) is Prediction:
-                model, version, tags = event.model_id, event.model_version, event.tags
-                clock = (model, version)
-                start = t - t % window_ms  # type: ignore[operator]
-                mark = marks.get(clock, 0)
-                is_late = mark >= start + window_ms + lateness
-                if t > mark:  # type: ignore[operator]
-                    marks[clock] = t  # type: ignore[assignment]
-                wanted = self._segment_tags[model]
-                segments = (
-                    [""] + [f"{tag}={tags[tag]}" for tag in wanted if tag in tags]
-                    if wanted and tags
-                    else [""]
-                )
-                record = prediction_record(model, version, t, event.prediction, event.score, event.scores,  # type: ignore[arg-type]
-                                           segments, origin)  # fmt: skip
-                if origin != consumed:
-                    read_at(record, consumed)
-                pid = str(event.prediction_id)
-                outcome = on_prediction(entries, pid, record)
-                if outcome.stored:
-                    written(pid)
-                status = outcome.status
-                if status is JoinStatus.COPY:
-                    stats.routed_copies += 1
-                    continue
-                stats.predictions += 1
-                row = len(predictions)
-                predictions.append(event)
-                stamp = message.timestamp()
-                ingest.append(stamp[1] if stamp[0] else now_ms)
-                rows_message.append(message)
-                for segment in segments:
-                    group = groups[(model, version, segment, start)]
-                    group.rows.append(row)
-                    group.late += is_late
-            else:
-                label = cast(Label, event)
-                record = label_record(label.label, cast(int, t), origin)
-                if origin != consumed:
-                    read_at(record, consumed)
-                outcome = on_label(entries, label.prediction_id, record)
-                if outcome.stored:
-                    written(label.prediction_id)
-                status = outcome.status
-                if status is JoinStatus.COPY:
-                    stats.routed_copies += 1
-                    continue
-                stats.labels += 1
-            if status is JoinStatus.DUPLICATE:
-                if type(event) is Prediction:
-                    stats.duplicate_predictions += 1
-                else:
-                    stats.duplicate_labels += 1
-            elif status is JoinStatus.JOINED and outcome.prediction and outcome.label:
-                stats.joined += 1
-                p, lab = outcome.prediction, outcome.label
-                if type(event) is Label:
-                    chunk.touch(message.offset() or 0, (p["m"], p["v"]), lab["t"])
-                start = p["t"] - p["t"] % window_ms
-                pair = JoinedPair(p["y"], p["sc"], p["ss"], lab["y"], p["t"], lab["t"])
-                for segment in p["s"]:
-                    groups[(p["m"], p["v"], segment, start)].pairs.append((pair, message))
-        columns = _columns(predictions, ingest)
-        for (model, version, segment, start), group in groups.items():
-            self._fold(
-                chunk, BundleKey(model, version, segment, start, window_ms), group, columns, rows_message
-            )
-
-    def _fold(self, chunk: Chunk, key: BundleKey, group: _Group, columns: PredictionColumns,
-              rows_message: list[Message]) -> None:  # fmt: skip
-        """Fold one key's events into a fresh bundle, merged into the chunk's; isolate what raises."""
-        spec = self.specs[key.model_id]
-        profile = self.references(key.model_id, key.model_version)
-
-        def fold(bundle: WindowBundle, rows: list[int], pairs: list[tuple[JoinedPair, Any]]) -> None:
-            if rows:
-                bundle.add_columns(_take(columns, rows), spec)
-            if pairs:
-                bundle.add_labels([pair for pair, _ in pairs], spec)
-
-        fresh = WindowBundle.empty(key, spec, profile)
-        try:
-            fold(fresh, group.rows, group.pairs)
-        except Exception:
-            fresh = WindowBundle.empty(key, spec, profile)
-            singles: list[tuple[list[int], list[tuple[JoinedPair, Any]], Any]]
-            singles = [([row], [], rows_message[row]) for row in group.rows]
-            singles += [([], [item], item[1]) for item in group.pairs]
-            for rows, pairs, message in singles:
-                single = WindowBundle.empty(key, spec, profile)
-                try:
-                    fold(single, rows, pairs)
-                    fresh = fresh.merge(single)
-                except Exception as error:
-                    self._dead(message, processing_error(error))
-        fresh.late_events += group.late
-        chunk.add(key, reference_id(profile), fresh)
-
-    def _count_evicted(self, chunk: Chunk, evicted: list[tuple[str, dict[str, Any]]]) -> None:
-        if not evicted:
-            return
-        self.stats.evicted_waiting += len(evicted)
-        log.warning(
-            "join state of partition %s is full (%d entries): %d waiting predictions evicted, counted as "
-            "label_missing", chunk.partition, self.settings.join_max_pending, len(evicted),
-        )  # fmt: skip
-        counts: dict[BundleKey, int] = defaultdict(int)
-        for _, entry in evicted:
-            p = entry["p"]
-            if p.get("m") in self.specs:
-                counts[BundleKey(p["m"], p["v"], "", p["t"] - p["t"] % self.window_ms, self.window_ms)] += 1
-        for key, n in counts.items():
-            profile = self.references(key.model_id, key.model_version)
-            bundle = WindowBundle.empty(key, self.specs[key.model_id], profile)
-            bundle.label_missing = n
-            chunk.add(key, reference_id(profile), bundle)
-
 
 def _check_prediction(event: Prediction, spec: ModelSpec, required: tuple[list[str], frozenset[str]]) -> None:
     """What makes a prediction unusable for its model (softer problems are fidelity metrics)."""
@@ -493,28 +303,3 @@ def _check_prediction(event: Prediction, spec: ModelSpec, required: tuple[list[s
         raise InvalidEvent("missing_required_feature", f"required feature(s) missing or null: {missing}")
     if spec.task is Task.REGRESSION and isinstance(event.prediction, str):
         raise InvalidEvent("prediction_type", "a regression model's prediction must be a number")
-
-
-def _columns(events: list[Prediction], ingest: list[int]) -> PredictionColumns:
-    return PredictionColumns(
-        ids=[str(e.prediction_id) for e in events],
-        ts_ms=np.fromiter((int(e.ts) for e in events), np.int64, len(events)),  # type: ignore[arg-type]
-        features=[e.features for e in events],
-        predictions=[e.prediction for e in events],
-        scores=np.array([e.score for e in events], dtype=np.float64),
-        ingest_ms=np.asarray(ingest, dtype=np.int64),
-    )
-
-
-def _take(columns: PredictionColumns, rows: list[int]) -> PredictionColumns:
-    if len(rows) == len(columns.ids) and rows[-1] == len(rows) - 1:
-        return columns
-    index = np.asarray(rows)
-    return PredictionColumns(
-        ids=[columns.ids[r] for r in rows],
-        ts_ms=columns.ts_ms[index],
-        features=[columns.features[r] for r in rows],
-        predictions=[columns.predictions[r] for r in rows],
-        scores=columns.scores[index],
-        ingest_ms=columns.ingest_ms[index],
-    )

@@ -22,6 +22,8 @@ late fraction.
 Ready windows close in start order; at its close a window's series are fed to the change
 detectors (``streams.change``, state in the ``change-detectors`` table, saved like
 ``closed-windows``) and their ``change_detected`` points are published with its metrics.
+
+What is held per window, and saved of a closed one, is :mod:`streams.window_state`.
 """
 
 from __future__ import annotations
@@ -30,201 +32,34 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.types import EventT
 
 from detectors.profiles import ReferenceProfile
-from modelmon.events import MetricPoint, model_to_json
+from modelmon.events import model_to_json
 from modelmon.spec import ModelSpec
 from streams.app import changelog_partition_of, publish_all
 from streams.batching import Acknowledger, is_infrastructure_error, release
-from streams.bundle import BundleKey, WindowBundle
+from streams.bundle import BundleKey
 from streams.change import ChangeTracker
 from streams.finalize import window_metrics
 from streams.partials import Fragment, FragmentAssembler, InvalidPartial, Partial, parse_message
-from streams.stage1 import ReferenceLookup, reference_id
+from streams.reference_id import ReferenceLookup, reference_id
 from streams.validation import InvalidEvent, dead_letter, processing_error
+from streams.window_key import window_id
+from streams.window_state import WindowState, WindowStates, expired_points, window_parts
 
 if TYPE_CHECKING:
     from streams.auto_reference import AutoReferenceBuilder
 
 log = logging.getLogger(__name__)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def expired_points(partial: Partial) -> list[tuple[bytes, bytes]]:
-    """The ``expired_events`` / ``expired_labels`` points of a partial that came too late to be applied.
-
-    Only whole-model partials (segment ``""``) count, so segments do not count an event twice. The
-    source names the chunk, so a replayed or newer revision of it replaces the point instead of adding.
-    """
-    key, bundle = partial.key, partial.bundle
-    if key.segment != "":
-        return []
-    start = _EPOCH + timedelta(milliseconds=key.window_start_ms)
-    points = [
-        MetricPoint(
-            model_id=key.model_id,
-            model_version=key.model_version,
-            metric=metric,
-            window_start=start,
-            window_end=start + timedelta(milliseconds=key.window_ms),
-            value=float(value),
-            source=f"expired|{partial.source}",
-            revision=partial.revision,
-            details={"reason": "window older than the retention when its partial arrived"},
-        )
-        for metric, value in (("expired_events", bundle.events), ("expired_labels", bundle.labels))
-        if value
-    ]
-    return [(p.model_id.encode(), model_to_json(p)) for p in points]
-
-
-def window_id(key: BundleKey, ref: str) -> str:
-    """The key of a window in the closed-window store."""
-    return f"{key.model_id}|{key.model_version}|{key.segment}|{key.window_start_ms}|{key.window_ms}|{ref}"
-
-
-@dataclass
-class WindowState:
-    """What stage 2 holds for one window (and one reference).
-
-    The messages a window's content came from stay unacknowledged until that content is durable
-    elsewhere: a final partial until the window's emission saved it in the closed-window store
-    (``held``); a non-final revision until a newer revision or the final of its source replaces it
-    (``open_held``), since the saved record keeps final parts only. A restart or a rebalance
-    therefore reads again every revision whose content is not saved.
-    """
-
-    key: BundleKey
-    reference_id: str
-    partition: int = -1
-    base: WindowBundle | None = None
-    base_sources: dict[str, int] = field(default_factory=dict)
-    open_parts: dict[str, tuple[int, WindowBundle]] = field(default_factory=dict)
-    held: list[Any] = field(default_factory=list)
-    open_held: dict[str, list[Any]] = field(default_factory=dict)
-    closed: bool = False
-    dirty: bool = False
-    changed_at: float = 0.0
-    emissions: int = 0
-
-    def add(
-        self, source: str, revision: int, final: bool, bundle: WindowBundle, carriers: list[Any]
-    ) -> list[Any]:
-        """Take a partial and the messages that carried it; returns the messages to release now.
-
-        A non-final revision with the same content as the one it replaces (stage 1 re-publishes an
-        open chunk's bundles: every second those that changed, every minute all of them) only takes
-        the older one's place: the window stays as quiet as it was, so its grace period runs on.
-        """
-        if source in self.base_sources:
-            return carriers  # a replay of a source that is already final and merged (and saved)
-        current = self.open_parts.get(source)
-        if current is not None and current[0] > revision:
-            return carriers  # older than the revision held
-        if final:
-            self.open_parts.pop(source, None)
-            self.base = bundle if self.base is None else self.base.merge(bundle)
-            self.base_sources[source] = revision
-            # The older revisions are obsolete once the final is saved, at the next emission.
-            self.held += self.open_held.pop(source, []) + carriers
-            released: list[Any] = []
-        else:
-            self.open_parts[source] = (revision, bundle)
-            released = self.open_held.pop(source, [])
-            self.open_held[source] = carriers
-            if current is not None and _same_content(current[1], bundle):
-                return released
-        self.dirty = True
-        self.changed_at = time.monotonic()
-        return released
-
-    def revision_of(self, source: str) -> int | None:
-        """The revision of ``source`` held (final or not), or None."""
-        if source in self.base_sources:
-            return self.base_sources[source]
-        current = self.open_parts.get(source)
-        return None if current is None else current[0]
-
-    def drop_older(self, source: str, revision: int) -> list[Any]:
-        """Drop a non-final part of ``source`` older than ``revision``; returns its messages to release."""
-        current = self.open_parts.get(source)
-        if current is None or current[0] >= revision:
-            return []
-        del self.open_parts[source]
-        self.dirty = True
-        self.changed_at = time.monotonic()
-        return self.open_held.pop(source, [])
-
-    def carriers(self) -> list[Any]:
-        """Every message held for this window."""
-        return self.held + [event for events in self.open_held.values() for event in events]
-
-    def merged(self) -> WindowBundle | None:
-        bundles = [b for _, b in self.open_parts.values()]
-        if self.base is not None:
-            bundles.insert(0, self.base)
-        if not bundles:
-            return None
-        merged = bundles[0]
-        for bundle in bundles[1:]:
-            merged = merged.merge(bundle)
-        return merged
-
-
-def _same_content(old: WindowBundle, new: WindowBundle) -> bool:
-    """Whether a later revision of one source's bundle holds nothing more (bundles only grow)."""
-    return (old.events, old.labels, old.late_events, old.label_missing) == (
-        new.events, new.labels, new.late_events, new.label_missing
-    )  # fmt: skip
-
 
 def _start(state: WindowState) -> int:
     return state.key.window_start_ms
-
-
-def _parts(siblings: list[WindowState], state: WindowState, current_ref: str) -> list[WindowState]:
-    """The window's states under every reference it was folded on; the current reference's first.
-
-    A window whose events were folded partly before and partly after its model's reference
-    changed (an automatic reference arriving mid-window, a file loaded mid-window) has one state
-    per reference; they are published together so its counts cover every part.
-    """
-    return sorted(siblings, key=lambda s: (s.reference_id != current_ref, s is not state))
-
-
-class _Windows(dict[tuple[BundleKey, str], WindowState]):
-    """Stage 2's window states by (key, reference id), with the reference ids of each key indexed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.refs: dict[BundleKey, set[str]] = {}
-
-    def __setitem__(self, slot: tuple[BundleKey, str], state: WindowState) -> None:
-        super().__setitem__(slot, state)
-        self.refs.setdefault(slot[0], set()).add(slot[1])
-
-    def __delitem__(self, slot: tuple[BundleKey, str]) -> None:
-        super().__delitem__(slot)
-        self._forget(slot)
-
-    def pop(self, slot: tuple[BundleKey, str], *default: Any) -> Any:
-        if slot in self:
-            self._forget(slot)
-        return super().pop(slot, *default)
-
-    def _forget(self, slot: tuple[BundleKey, str]) -> None:
-        refs = self.refs.get(slot[0])
-        if refs is not None:
-            refs.discard(slot[1])
-            if not refs:
-                del self.refs[slot[0]]
 
 
 @dataclass
@@ -282,7 +117,7 @@ class Stage2:
         self._swept_at = time.monotonic()
         self.change = change
         self.auto_references = auto_references
-        self.windows = _Windows()
+        self.windows = WindowStates()
         self.watermarks: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
         """(model id, version) -> input partition -> event-time watermark."""
         self.fragments = FragmentAssembler()
@@ -419,13 +254,7 @@ class Stage2:
 
     def _restore(self, key: BundleKey, ref: str, partition: int) -> WindowState:
         """A new window state, or a closed window's saved state (a partial replayed after a restart)."""
-        state = WindowState(key, ref, partition=partition)
-        saved = self.closed_store.get(window_id(key, ref))
-        if saved:
-            state.base = WindowBundle.from_dict(saved["base"]) if saved.get("base") else None
-            state.base_sources = dict(saved["sources"])
-            state.closed = True
-        return state
+        return WindowState.restored(key, ref, partition, self.closed_store.get(window_id(key, ref)))
 
     def _save(self, state: WindowState) -> None:
         """Remember a closed window's final parts, so a replay cannot re-emit it from a fraction."""
@@ -433,17 +262,10 @@ class Stage2:
         anchor = carriers[0] if carriers else None
         if anchor is None:
             return
-        record = {
-            "base": state.base.to_dict() if state.base else None,
-            "sources": state.base_sources,
-            "model_id": state.key.model_id,
-            "model_version": state.key.model_version,
-            "window_start_ms": state.key.window_start_ms,
-            "window_ms": state.key.window_ms,
-            "partition": anchor.message.partition,
-        }
         with changelog_partition_of(anchor):
-            self.closed_store[window_id(state.key, state.reference_id)] = record
+            self.closed_store[window_id(state.key, state.reference_id)] = state.record(
+                anchor.message.partition
+            )
 
     def _ready(self, state: WindowState, now: float) -> bool:
         if not state.dirty:
@@ -474,7 +296,7 @@ class Stage2:
             if state.key in published:
                 continue  # published with a part of the same window folded on another reference
             profile = self.references(state.key.model_id, state.key.model_version)
-            parts = _parts(by_key[state.key], state, reference_id(profile))
+            parts = window_parts(by_key[state.key], state, reference_id(profile))
             try:
                 emitted = await self._emit(state, parts, profile, acks)
             except Exception as error:

@@ -18,7 +18,7 @@ from streams.app import publish_all, seeker
 from streams.auto_reference import AutoReferenceBuilder, Publish
 from streams.batching import EventBatcher, StartOf
 from streams.change import ChangeTracker
-from streams.stage1 import ReferenceLookup
+from streams.reference_id import ReferenceLookup
 from streams.stage2 import Stage2
 from streams.state import StateStores
 from streams.validation import EventLimits, dead_letter, processing_error

@@ -26,7 +26,7 @@ from modelmon.references import PREDICTION_FEATURE
 from modelmon.spec import ModelSpec, SpecError, parse_spec
 from streams.auto_reference import AutoReferenceBuilder, WindowPart, build_reference, reference_windows
 from streams.bundle import UNBINNED, BundleKey, WindowBundle
-from streams.stage2 import window_id
+from streams.window_key import window_id
 
 WINDOW_MS = 60_000
 T0 = 1_700_000_040_000 - 1_700_000_040_000 % WINDOW_MS

@@ -14,7 +14,8 @@ from modelmon.events import DeadLetter, MetricPoint
 from modelmon.spec import ModelSpec
 from streams.bundle import BundleKey, WindowBundle
 from streams.partials import Partial
-from streams.stage2 import Stage2, window_id
+from streams.stage2 import Stage2
+from streams.window_key import window_id
 from tests.test_auto_reference import T0, WINDOW_MS, make_rows, make_spec
 
 

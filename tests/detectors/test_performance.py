@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -376,3 +377,17 @@ def test_merge_is_exactly_associative_and_commutative(
         assert type(x).from_dict(data) == x.merge(y)
 
     check()
+
+
+def test_regression_sums_do_not_depend_on_batching() -> None:
+    """A replay that batches the same rows differently rebuilds the identical aggregate."""
+    rng = np.random.default_rng(11)
+    y_true = np.concatenate([rng.normal(0, 1e6, 300), rng.normal(0, 1e-6, 300), [0.0, 1e150, np.nan]])
+    y_pred = y_true + rng.normal(0, 1, y_true.size)
+    whole = RegressionAggregate()
+    whole.update_batch(y_true, y_pred)
+    pieces = [RegressionAggregate() for _ in range(3)]
+    for piece, idx in zip(pieces, np.array_split(rng.permutation(y_true.size), 3), strict=True):
+        piece.update_batch(y_true[idx], y_pred[idx])
+    assert pieces[2].merge(pieces[0]).merge(pieces[1]).to_dict() == whole.to_dict()
+    assert whole.sum_y == sum((Fraction(v) for v in y_true[np.isfinite(y_true)]), Fraction(0))
