@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from modelmon.kinds import FeatureKind
+
 
 class Task(StrEnum):
     BINARY = "binary"
@@ -27,10 +29,9 @@ class Task(StrEnum):
     REGRESSION = "regression"
 
 
-class FeatureType(StrEnum):
-    NUMERICAL = "numerical"
-    CATEGORICAL = "categorical"
-    BOOLEAN = "boolean"
+FeatureType = FeatureKind
+"""The former name of :class:`~modelmon.kinds.FeatureKind` (the same type), kept until the app-shell
+modules that still import it (modelmon/synthetic.py, modelmon/scenario.py) have moved (issue #13)."""
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -61,7 +62,7 @@ class _Spec(BaseModel):
 
 
 class FeatureSpec(_Spec):
-    type: FeatureType
+    type: FeatureKind
     required: bool = Field(default=False, description="An event without it goes to dead-letter.")
     min: float | None = Field(default=None, description="Lowest valid value (numerical).")
     max: float | None = Field(default=None, description="Highest valid value (numerical).")
@@ -72,9 +73,9 @@ class FeatureSpec(_Spec):
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureSpec:
-        if self.type is not FeatureType.NUMERICAL and (self.min is not None or self.max is not None):
+        if self.type is not FeatureKind.NUMERICAL and (self.min is not None or self.max is not None):
             raise ValueError("min/max apply to numerical features only")
-        if self.type is not FeatureType.CATEGORICAL and self.allowed is not None:
+        if self.type is not FeatureKind.CATEGORICAL and self.allowed is not None:
             raise ValueError("allowed applies to categorical features only")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")

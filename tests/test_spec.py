@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from modelmon.spec import FeatureType, ModelSpec, SpecError, Task, load_spec_file, load_specs, parse_duration
+from modelmon.kinds import FeatureKind, check_kind
+from modelmon.spec import ModelSpec, SpecError, Task, load_spec_file, load_specs, parse_duration
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "models"
 
@@ -53,7 +54,7 @@ def test_example_specs_load() -> None:
     fraud, houses = specs["fraud-detector"], specs["house-prices"]
     assert fraud.task is Task.BINARY
     assert houses.task is Task.REGRESSION
-    assert fraud.features["country"].type is FeatureType.CATEGORICAL
+    assert fraud.features["country"].type is FeatureKind.CATEGORICAL
     assert fraud.features["country"].allowed == ["DE", "FR", "US", "GB", "NL"]
     assert fraud.required_features() == ["amount"]
     assert [rule.name for rule in fraud.alerts] == ["feature-drift", "accuracy-drop"]
@@ -149,6 +150,12 @@ def test_unknown_feature_type(tmp_path: Path) -> None:
     line = error_line(message, "features.tenure.type")
     assert "'numerical', 'categorical' or 'boolean'" in line
     assert "fix: use one of the values listed" in line
+
+
+def test_feature_types_are_the_kinds_the_detectors_check() -> None:
+    spec = ModelSpec.model_validate(base_spec(features={k.value: {"type": k.value} for k in FeatureKind}))
+    for name, feature in spec.features.items():
+        assert feature.type is check_kind(name) and feature.type == name
 
 
 RULE = {"name": "drift", "metric": "psi", "threshold": 0.2}

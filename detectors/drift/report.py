@@ -26,7 +26,7 @@ from detectors.drift.calculator import compute
 from detectors.drift.chooser import choose_method
 from detectors.drift.inputs import DriftInput, NoDataError, is_sampled, reference_size, resolve_kind
 from detectors.drift.registry import DriftResult, get_method
-from detectors.features import FeatureKind, check_kind
+from modelmon.kinds import FeatureKind, check_kind
 
 
 @dataclass(frozen=True)

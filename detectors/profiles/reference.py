@@ -13,10 +13,11 @@ import numpy.typing as npt
 
 from detectors.base import same_state
 from detectors.bins import count_categories, reference_edges
-from detectors.features import FeatureKind, FeatureValues, check_kind, numeric_values
+from detectors.features import FeatureValues, numeric_values
 from detectors.profiles.categorical import CategoricalAggregate
 from detectors.profiles.numeric import NumericAggregate
 from detectors.profiles.sampling import BottomKSample, union_sample
+from modelmon.kinds import FeatureKind, check_kind
 
 ProfileSpec = Mapping[str, str]
 """Which features to profile and how: feature name → ``"numerical"``, ``"categorical"`` or ``"boolean"``."""
@@ -55,7 +56,7 @@ class NumericalFeatureProfile:
     max: float
     n_unique: int
     sample: npt.NDArray[np.float64] = field(repr=False)
-    kind: ClassVar[FeatureKind] = "numerical"
+    kind: ClassVar[FeatureKind] = FeatureKind.NUMERICAL
 
     @classmethod
     def from_values(cls, values: FeatureValues, *, sample_size: int = 4096, seed: int = 0) -> Self:
@@ -186,7 +187,7 @@ class CategoricalFeatureProfile:
 
     @classmethod
     def from_values(
-        cls, values: FeatureValues, *, kind: FeatureKind = "categorical", max_categories: int = 200
+        cls, values: FeatureValues, *, kind: FeatureKind = FeatureKind.CATEGORICAL, max_categories: int = 200
     ) -> Self:
         """Profile one column; ``None`` and NaN count as missing."""
         if kind not in ("categorical", "boolean"):
@@ -290,8 +291,8 @@ class ReferenceProfile(Mapping[str, FeatureProfile]):
     ...     {"age": "numerical", "plan": "categorical"},
     ...     sample_size=100,
     ... )
-    >>> profile.spec
-    {'age': 'numerical', 'plan': 'categorical'}
+    >>> profile.spec == {"age": "numerical", "plan": "categorical"}
+    True
     >>> profile["age"].bin_counts.tolist()
     [100, 100, 100, 100, 100, 100, 100, 100, 100, 100]
     >>> profile["plan"].counts()
