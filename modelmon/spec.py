@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from modelmon.events import Severity
 from modelmon.kinds import FeatureKind
 
 
@@ -160,7 +161,7 @@ class AlertRuleSpec(_Spec):
     threshold: float
     for_windows: int = Field(default=1, ge=1, alias="for", description="Consecutive windows to fire.")
     resolve_threshold: float | None = Field(default=None, description="Hysteresis: resolve beyond this.")
-    severity: Literal["info", "warning", "critical"] = "warning"
+    severity: Severity = Severity.WARNING
     cooldown: str = "30m"
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -202,8 +203,8 @@ class PerformanceTriggerSpec(_Spec):
 class RetrainSpec(_Spec):
     enabled: bool = False
     on_rules: list[str] = Field(default_factory=list, description="Alert rules that request retraining.")
-    min_severity: Literal["info", "warning", "critical"] = Field(
-        default="critical", description="Without on_rules: firing alerts of this severity or above."
+    min_severity: Severity = Field(
+        default=Severity.CRITICAL, description="Without on_rules: firing alerts of this severity or above."
     )
     min_drifted_important_features: int | None = Field(default=None, ge=1)
     performance_below: list[PerformanceTriggerSpec] = Field(

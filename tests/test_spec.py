@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from modelmon.events import Severity
 from modelmon.kinds import FeatureKind, check_kind
 from modelmon.spec import ModelSpec, SpecError, Task, load_spec_file, load_specs, parse_duration
 
@@ -159,6 +160,14 @@ def test_feature_types_are_the_kinds_the_detectors_check() -> None:
 
 
 RULE = {"name": "drift", "metric": "psi", "threshold": 0.2}
+
+
+def test_severities_are_the_alerts_severity(tmp_path: Path) -> None:
+    spec = ModelSpec.model_validate(base_spec(alerts=[{**RULE, "severity": "info"}, {**RULE, "name": "d"}]))
+    assert [rule.severity for rule in spec.alerts] == [Severity.INFO, Severity.WARNING]
+    assert spec.retrain.min_severity is Severity.CRITICAL
+    _, message = spec_error(tmp_path, base_spec(alerts=[{**RULE, "severity": "high"}]))
+    assert "'info', 'warning' or 'critical'" in error_line(message, "alerts.0.severity")
 
 
 def test_retrain_on_unknown_rule(tmp_path: Path) -> None:
