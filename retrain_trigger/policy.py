@@ -24,12 +24,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from modelmon import metrics
 from modelmon.events import Alert, AlertState, MetricPoint, RetrainRequested, Severity, epoch_ms
 from modelmon.spec import AlertRuleSpec, ModelSpec, parse_duration
 from retrain_trigger.rules import RuleEngine
 
 SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
-DRIFTED_IMPORTANT = "drifted_important_features"
+DRIFTED_IMPORTANT = metrics.DRIFTED_IMPORTANT_FEATURES
 PERFORMANCE_RULE_PREFIX = "retrain-performance-"
 
 
