@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.drift import DriftOptions, FeatureDrift, choose_method, detect_many, get_method
-from detectors.drift.inputs import is_sampled, reference_size
+from detectors.drift import DriftOptions, FeatureDrift, detect_many, get_method
 from detectors.drift.registry import check_threshold
 from detectors.metric import Metric
 from detectors.performance import Average, classification_from, regression_from
@@ -200,28 +199,43 @@ def drift_options(
 ) -> DriftOptions:
     """Each feature's method and threshold, resolved up front so a bad spec entry cannot fail the window.
 
-    Method: the feature's ``drift_method`` > the model's ``drift.method`` (unless ``auto``) > the
-    chooser; a method that does not apply to the feature's kind is skipped with a warning.
-    Threshold: the feature's ``drift_threshold`` > the model's ``drift.threshold`` (only for
-    features judged by the model's own method) > the method's default; one invalid for the method
-    (a p-value threshold outside (0, 1)) is ignored with a warning.
+    The spec maps onto :class:`DriftOptions`, whose precedence applies: the feature's
+    ``drift_method`` (``per_feature``) > the model's ``drift.method`` unless ``auto`` (``per_kind``,
+    for the kinds it applies to) > the chooser; the feature's ``drift_threshold``
+    (``per_feature_threshold``) > the model's ``drift.threshold`` (``per_method_threshold`` of the
+    model's method: only features judged by it) > the method's default. A method that does not apply
+    to the feature's kind, or a threshold invalid for the method judging it (a p-value threshold
+    outside (0, 1)), is skipped with a warning.
     """
-    methods: dict[str, str] = {}
-    thresholds: dict[str, float] = {}
+    own_methods: dict[str, str] = {}
+    model_methods: dict[str, str] = {}
     for name, profile in profiles.items():
-        kind, where = profile.kind, f"model {spec.model_id!r} feature {name!r}"
+        where = f"model {spec.model_id!r} feature {name!r}"
         feature = spec.features.get(name)
-        own = _usable_method(feature.drift_method if feature else None, kind, where)
-        model = _usable_method(spec.drift.method, kind, where)
-        sampled = is_sampled(profile) or is_sampled(windows[name])
-        method = own or model or choose_method(kind, *reference_size(profile, kind), sampled=sampled)
-        methods[name] = method
-        model_threshold = spec.drift.threshold if method == model and own in (None, model) else None
+        own = _usable_method(feature.drift_method if feature else None, profile.kind, where)
+        model = _usable_method(spec.drift.method, profile.kind, where)
+        if own is not None:
+            own_methods[name] = own
+        if model is not None:
+            model_methods[profile.kind] = model
+    configured = DriftOptions(per_feature=own_methods, per_kind=model_methods)
+    methods: dict[str, str] = {}
+    own_thresholds: dict[str, float] = {}
+    model_threshold: dict[str, float] = {}
+    for name, profile in profiles.items():
+        where = f"model {spec.model_id!r} feature {name!r}"
+        feature = spec.features.get(name)
+        method = methods[name] = configured.method_for(name, profile.kind, profile, windows[name])
         threshold = _usable_threshold(feature.drift_threshold if feature else None, method, where)
-        threshold = threshold if threshold is not None else _usable_threshold(model_threshold, method, where)
         if threshold is not None:
-            thresholds[name] = threshold
-    return DriftOptions(per_feature=methods, per_feature_threshold=thresholds)
+            own_thresholds[name] = threshold
+        elif method == model_methods.get(profile.kind):
+            threshold = _usable_threshold(spec.drift.threshold, method, where)
+            if threshold is not None:
+                model_threshold[method] = threshold
+    return DriftOptions(
+        per_feature=methods, per_feature_threshold=own_thresholds, per_method_threshold=model_threshold
+    )
 
 
 def _add_drift(points: _Points, feature: str, drift: FeatureDrift) -> None:
@@ -267,7 +281,8 @@ def _feature_drift(
         m.DRIFT_SHARE, "", report.share_drifted, drifted_features=drifted, compared=len(report.features),
         skipped=skipped,
     )  # fmt: skip
-    points.add(m.DATASET_DRIFTED, "", float(report.dataset_drifted), drift_share_threshold=report.drift_share)
+    threshold = report.drift_share_threshold
+    points.add(m.DATASET_DRIFTED, "", float(report.dataset_drifted), drift_share_threshold=threshold)
     points.add(m.DRIFTED_IMPORTANT_FEATURES, "", len(important), features=important)
 
 
