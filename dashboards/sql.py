@@ -16,26 +16,30 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-# Drift score metric names (one per method, docs/metric-names.md). tests/test_dashboards.py checks
-# them against the detectors' registry (dashboards/ may import modelmon only).
-DRIFT_METRICS = (
-    "psi",
-    "kl_divergence",
-    "jensen_shannon",
-    "hellinger",
-    "ks",
-    "cramer_von_mises",
-    "wasserstein",
-    "chi_square",
-    "z_proportion",
-)
-PREDICTION_FEATURE = "__prediction__"
-CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
-REGRESSION_METRICS = ("mae", "rmse")
-FEATURE_RATES = ("missing_rate", "type_violation_rate", "range_violation_rate", "unseen_category_rate")
-SCHEMA_RATES = ("required_missing_event_rate", "unknown_feature_rate", "duplicate_rate")
-LATENESS = ("lateness_p50_ms", "lateness_p95_ms", "lateness_p99_ms", "lateness_max_ms")
-LABEL_DELAY_METRICS = ("label_delay_p50_ms", "label_delay_p95_ms", "label_delay_max_ms")
+from modelmon import metrics as m
+from modelmon.references import PREDICTION_FEATURE
+
+
+def _stats(published: Sequence[str], *stats: str) -> tuple[str, ...]:
+    """The published duration metrics of ``stats`` (``"p50"``, ``"max"``, ...).
+
+    >>> _stats(m.LABEL_DELAY_METRICS, "p95", "max")
+    ('label_delay_p95_ms', 'label_delay_max_ms')
+    """
+    by_stat = dict(zip(m.DURATION_STATS, published, strict=True))
+    return tuple(by_stat[stat] for stat in stats)
+
+
+# The panels' selections of the published metric names (modelmon.metrics, docs/metric-names.md).
+DRIFT_METRICS = m.DRIFT_METRICS
+# Fractions on one panel; log loss, MAPE and R² have panels of their own (other scales).
+CLASSIFICATION_METRICS = tuple(name for name in m.CLASSIFICATION_METRICS if name != m.LOG_LOSS)
+REGRESSION_METRICS = (m.MAE, m.RMSE)
+# Per spec feature; a feature outside the spec shows in the model-level unknown_feature_rate.
+FEATURE_RATES = tuple(name for name in m.FEATURE_FIDELITY_METRICS if name != m.UNKNOWN_FEATURE_RATE)
+SCHEMA_RATES = (m.REQUIRED_MISSING_EVENT_RATE, m.UNKNOWN_FEATURE_RATE, m.DUPLICATE_RATE)
+LATENESS = _stats(m.LATENESS_METRICS, "p50", "p95", "p99", "max")
+LABEL_DELAY_METRICS = _stats(m.LABEL_DELAY_METRICS, "p50", "p95", "max")
 
 POINTS = "metric_points FINAL"
 STAGE2 = "source = 'stage2' AND $__timeFilter(window_start)"
@@ -120,10 +124,10 @@ def threshold_lines(rules: Mapping[tuple[str, str], float], metrics: Sequence[st
 # ----------------------------------------------------------------------------------------------
 # Fleet overview
 # ----------------------------------------------------------------------------------------------
-FLEET_MODELS = f"SELECT uniqExact(model_id) AS models FROM {POINTS} WHERE {STAGE2} AND metric = 'events'"
+FLEET_MODELS = f"SELECT uniqExact(model_id) AS models FROM {POINTS} WHERE {STAGE2} AND metric = '{m.EVENTS}'"
 FLEET_EVENTS_PER_SECOND = (
     f"SELECT $__timeInterval(window_start) AS time, model_id, sum(value) / $__interval_s AS value "
-    f"FROM {POINTS} WHERE {STAGE2} AND metric = 'events' AND segment = '' "
+    f"FROM {POINTS} WHERE {STAGE2} AND metric = '{m.EVENTS}' AND segment = '' "
     "GROUP BY time, model_id ORDER BY time"
 )
 FLEET_DEAD_LETTERS_PER_SECOND = (
@@ -133,7 +137,8 @@ FLEET_DEAD_LETTERS_PER_SECOND = (
 FLEET_DEAD_LETTER_SHARE = (
     "SELECT dead / greatest(dead + valid, 1) AS dead_letter_share FROM "
     "(SELECT count() AS dead FROM dead_letters FINAL WHERE $__timeFilter(ts)) AS d CROSS JOIN "
-    f"(SELECT sum(value) AS valid FROM {POINTS} WHERE {STAGE2} AND metric = 'events' AND segment = '') AS v"
+    f"(SELECT sum(value) AS valid FROM {POINTS} WHERE {STAGE2} AND metric = '{m.EVENTS}' "
+    "AND segment = '') AS v"
 )
 # The newest state of each alert (by dedup key) is what is firing now.
 _LATEST_ALERTS = (
@@ -147,18 +152,18 @@ FLEET_FIRING_ALERTS = f"SELECT count() AS firing FROM ({_LATEST_ALERTS}) WHERE s
 FLEET_INVALID_RATE = (
     "SELECT window_start AS time, model_id, avg(value) AS value "
     f"FROM {POINTS} WHERE {STAGE2} AND segment = '' AND feature = '' "
-    "AND metric = 'required_missing_event_rate' GROUP BY time, model_id ORDER BY time"
+    f"AND metric = '{m.REQUIRED_MISSING_EVENT_RATE}' GROUP BY time, model_id ORDER BY time"
 )
 FLEET_LABEL_COVERAGE = (
     "SELECT window_start AS time, model_id, avg(value) AS value "
-    f"FROM {POINTS} WHERE {STAGE2} AND segment = '' AND metric = 'label_coverage' "
+    f"FROM {POINTS} WHERE {STAGE2} AND segment = '' AND metric = '{m.LABEL_COVERAGE}' "
     "GROUP BY time, model_id ORDER BY time"
 )
 FLEET_MODEL_TABLE = (
     "SELECT model_id AS model, groupUniqArray(model_version) AS versions, "
-    "toInt64(sumIf(value, metric = 'events' AND segment = '')) AS events, "
-    "avgIf(value, metric = 'label_coverage' AND segment = '') AS label_coverage, "
-    "argMaxIf(value, window_start, metric = 'drift_share' AND segment = '') AS drift_share, "
+    f"toInt64(sumIf(value, metric = '{m.EVENTS}' AND segment = '')) AS events, "
+    f"avgIf(value, metric = '{m.LABEL_COVERAGE}' AND segment = '') AS label_coverage, "
+    f"argMaxIf(value, window_start, metric = '{m.DRIFT_SHARE}' AND segment = '') AS drift_share, "
     "max(window_end) AS last_window_end "
     f"FROM {POINTS} WHERE {STAGE2} GROUP BY model_id ORDER BY model_id"
 )
@@ -167,16 +172,16 @@ FLEET_MODEL_TABLE = (
 # Model drift
 # ----------------------------------------------------------------------------------------------
 DRIFT_SCORE_HEATMAP = feature_series(DRIFT_METRICS)
-DRIFT_VERDICT_HEATMAP = feature_series("drifted")
-DRIFT_SHARE = model_series(["drift_share"])
+DRIFT_VERDICT_HEATMAP = feature_series(m.DRIFTED)
+DRIFT_SHARE = model_series([m.DRIFT_SHARE])
 PREDICTION_DRIFT = (
     f"SELECT window_start AS time, concat(metric, ' v', model_version) AS series, max(value) AS value "
     f"FROM {POINTS} WHERE {MODEL} AND feature = '{PREDICTION_FEATURE}' "
     f"AND metric IN ({names(DRIFT_METRICS)}) GROUP BY time, series ORDER BY time"
 )
 TOP_DRIFTED_FEATURES = (
-    "SELECT feature, countIf(metric = 'drifted' AND value > 0) AS drifted_windows, "
-    "countIf(metric = 'drifted') AS windows, drifted_windows / greatest(windows, 1) AS drifted_share, "
+    f"SELECT feature, countIf(metric = '{m.DRIFTED}' AND value > 0) AS drifted_windows, "
+    f"countIf(metric = '{m.DRIFTED}') AS windows, drifted_windows / greatest(windows, 1) AS drifted_share, "
     f"argMaxIf(metric, window_start, metric IN ({names(DRIFT_METRICS)})) AS method, "
     f"argMaxIf(value, window_start, metric IN ({names(DRIFT_METRICS)})) AS last_score "
     f"FROM {POINTS} WHERE {MODEL} AND feature != '' AND {FEATURE_FILTER} "
@@ -210,15 +215,15 @@ SELECTED_FEATURE_DRIFT = (
 # Model performance
 # ----------------------------------------------------------------------------------------------
 PERFORMANCE_CLASSIFICATION = model_series(CLASSIFICATION_METRICS)
-PERFORMANCE_LOG_LOSS = model_series(["log_loss"])
+PERFORMANCE_LOG_LOSS = model_series([m.LOG_LOSS])
 PERFORMANCE_REGRESSION = model_series(REGRESSION_METRICS)
-PERFORMANCE_MAPE = model_series(["mape"])
-PERFORMANCE_R2 = model_series(["r2"])
-LABEL_COVERAGE = model_series(["label_coverage"])
+PERFORMANCE_MAPE = model_series([m.MAPE])
+PERFORMANCE_R2 = model_series([m.R2])
+LABEL_COVERAGE = model_series([m.LABEL_COVERAGE])
 LABEL_DELAY = model_series(LABEL_DELAY_METRICS)
 EVENTS_AND_LABELS = (
     f"SELECT window_start AS time, {SERIES} AS series, sum(value) / any({WINDOW_SECONDS}) AS value "
-    f"FROM {POINTS} WHERE {MODEL} AND feature = '' AND metric IN ('events', 'labels') "
+    f"FROM {POINTS} WHERE {MODEL} AND feature = '' AND metric IN ({names([m.EVENTS, m.LABELS])}) "
     "GROUP BY time, series ORDER BY time"
 )
 RETRAIN_ANNOTATIONS = (
@@ -239,7 +244,8 @@ FIDELITY_TOO_LATE = (
     "SELECT window_start AS time, concat(metric, ' v', model_version) AS series, sum(value) AS value "
     f"FROM {POINTS} WHERE $__timeFilter(window_start) AND model_id = '${{model}}' "
     "AND model_version IN (${version}) AND segment = '' AND ((source LIKE 'expired|%' AND metric IN "
-    "('expired_events', 'expired_labels')) OR (source = 'stage2' AND metric = 'late_events')) "
+    f"({names([m.EXPIRED_EVENTS, m.EXPIRED_LABELS])})) "
+    f"OR (source = 'stage2' AND metric = '{m.LATE_EVENTS}')) "
     "GROUP BY time, series ORDER BY time"
 )
 FIDELITY_WORST_FEATURES = (

@@ -7,7 +7,8 @@ from collections import Counter
 import numpy as np
 import numpy.typing as npt
 
-from detectors.features import FeatureKind, FeatureValues, category_labels
+from detectors.features import FeatureValues, category_labels
+from modelmon.kinds import FeatureKind
 
 DECILES: npt.NDArray[np.float64] = np.arange(11) / 10
 """The quantile levels of the reference bin edges: 0, 0.1, ..., 1 (``i / 10`` is exactly ``.i``)."""
@@ -83,7 +84,7 @@ def category_counts(labels: npt.NDArray[np.str_]) -> tuple[npt.NDArray[np.str_],
 
 
 def count_categories(
-    values: FeatureValues, kind: FeatureKind = "categorical"
+    values: FeatureValues, kind: FeatureKind = FeatureKind.CATEGORICAL
 ) -> tuple[npt.NDArray[np.str_], npt.NDArray[np.int64], int]:
     """Sorted distinct labels of the present values, how often each occurs, and how many were missing.
 

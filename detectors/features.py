@@ -1,38 +1,20 @@
-"""Feature kinds and the cleaning of raw feature values: missing values out, categories as text."""
+"""The cleaning of raw feature values: missing values out, categories as text (kinds: modelmon.kinds)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, TypeAlias, cast
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
 
-FeatureKind = Literal["numerical", "categorical", "boolean"]
-"""How a feature is summarised: binned on reference deciles, or counted per category."""
-
-FEATURE_KINDS: tuple[FeatureKind, ...] = ("boolean", "categorical", "numerical")
+from modelmon.kinds import FeatureKind
 
 FeatureValues: TypeAlias = npt.ArrayLike | Sequence[Any]
 """A 1-D batch of one feature's values: a numpy array or a sequence; ``None`` marks a missing value."""
 
 _TRUE_TEXTS = np.array(["1", "1.0", "t", "true", "y", "yes"])
 _FALSE_TEXTS = np.array(["0", "0.0", "f", "false", "n", "no"])
-
-
-def check_kind(kind: str) -> FeatureKind:
-    """Return ``kind`` if it is a feature kind, else raise ``ValueError`` naming the valid ones.
-
-    >>> check_kind("numerical")
-    'numerical'
-    >>> check_kind("text")
-    Traceback (most recent call last):
-    ...
-    ValueError: unknown feature kind 'text'; valid: boolean, categorical, numerical
-    """
-    if kind not in FEATURE_KINDS:
-        raise ValueError(f"unknown feature kind {kind!r}; valid: {', '.join(FEATURE_KINDS)}")
-    return cast(FeatureKind, kind)
 
 
 def _object_missing(values: np.ndarray) -> np.ndarray:
@@ -68,7 +50,7 @@ def numeric_values(values: FeatureValues) -> tuple[npt.NDArray[np.float64], npt.
 
 
 def category_labels(
-    values: FeatureValues, kind: FeatureKind = "categorical"
+    values: FeatureValues, kind: FeatureKind = FeatureKind.CATEGORICAL
 ) -> tuple[npt.NDArray[np.str_], npt.NDArray[np.bool_] | None]:
     """The present values as text labels, and the mask of present rows (``None`` when all are present).
 

@@ -12,8 +12,8 @@ from detectors import value_types as vt
 from detectors.base import Aggregate
 from detectors.duplicates import DuplicateIdAggregate
 from detectors.durations import LABEL_DELAY_EDGES, LATENESS_EDGES, DurationHistogram, to_seconds
-from detectors.features import FeatureKind, check_kind
 from detectors.metric import Metric
+from modelmon.kinds import FeatureKind, check_kind
 
 _COUNTERS = (
     "missing", "present", "type_violations",

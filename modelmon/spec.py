@@ -20,17 +20,14 @@ from pydantic import (
     model_validator,
 )
 
+from modelmon.events import Severity
+from modelmon.kinds import FeatureKind
+
 
 class Task(StrEnum):
     BINARY = "binary"
     MULTICLASS = "multiclass"
     REGRESSION = "regression"
-
-
-class FeatureType(StrEnum):
-    NUMERICAL = "numerical"
-    CATEGORICAL = "categorical"
-    BOOLEAN = "boolean"
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -61,7 +58,7 @@ class _Spec(BaseModel):
 
 
 class FeatureSpec(_Spec):
-    type: FeatureType
+    type: FeatureKind
     required: bool = Field(default=False, description="An event without it goes to dead-letter.")
     min: float | None = Field(default=None, description="Lowest valid value (numerical).")
     max: float | None = Field(default=None, description="Highest valid value (numerical).")
@@ -72,9 +69,9 @@ class FeatureSpec(_Spec):
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureSpec:
-        if self.type is not FeatureType.NUMERICAL and (self.min is not None or self.max is not None):
+        if self.type is not FeatureKind.NUMERICAL and (self.min is not None or self.max is not None):
             raise ValueError("min/max apply to numerical features only")
-        if self.type is not FeatureType.CATEGORICAL and self.allowed is not None:
+        if self.type is not FeatureKind.CATEGORICAL and self.allowed is not None:
             raise ValueError("allowed applies to categorical features only")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
@@ -159,7 +156,7 @@ class AlertRuleSpec(_Spec):
     threshold: float
     for_windows: int = Field(default=1, ge=1, alias="for", description="Consecutive windows to fire.")
     resolve_threshold: float | None = Field(default=None, description="Hysteresis: resolve beyond this.")
-    severity: Literal["info", "warning", "critical"] = "warning"
+    severity: Severity = Severity.WARNING
     cooldown: str = "30m"
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -201,8 +198,8 @@ class PerformanceTriggerSpec(_Spec):
 class RetrainSpec(_Spec):
     enabled: bool = False
     on_rules: list[str] = Field(default_factory=list, description="Alert rules that request retraining.")
-    min_severity: Literal["info", "warning", "critical"] = Field(
-        default="critical", description="Without on_rules: firing alerts of this severity or above."
+    min_severity: Severity = Field(
+        default=Severity.CRITICAL, description="Without on_rules: firing alerts of this severity or above."
     )
     min_drifted_important_features: int | None = Field(default=None, ge=1)
     performance_below: list[PerformanceTriggerSpec] = Field(

@@ -24,12 +24,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from modelmon.events import Alert, AlertState, MetricPoint, RetrainRequested, epoch_ms
+from modelmon import metrics
+from modelmon.events import Alert, AlertState, MetricPoint, RetrainRequested, Severity, epoch_ms
 from modelmon.spec import AlertRuleSpec, ModelSpec, parse_duration
 from retrain_trigger.rules import RuleEngine
 
-SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-DRIFTED_IMPORTANT = "drifted_important_features"
+SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+DRIFTED_IMPORTANT = metrics.DRIFTED_IMPORTANT_FEATURES
 PERFORMANCE_RULE_PREFIX = "retrain-performance-"
 
 
@@ -81,7 +82,7 @@ class RetrainPolicy:
             return False
         if self.config.on_rules:
             return alert.rule in self.config.on_rules
-        return SEVERITY_RANK[alert.severity.value] >= SEVERITY_RANK[self.config.min_severity]
+        return SEVERITY_RANK[alert.severity] >= SEVERITY_RANK[self.config.min_severity]
 
     def observe(self, alerts: Sequence[Alert], points: Sequence[MetricPoint]) -> RetrainRequested | None:
         """Fold one batch of this model's alert transitions and metric points; maybe request retraining."""

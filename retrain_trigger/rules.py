@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from modelmon.events import Alert, AlertState, MetricPoint, Severity, epoch_ms
+from modelmon.events import Alert, AlertState, MetricPoint, epoch_ms
 from modelmon.spec import AlertRuleSpec, ModelSpec, parse_duration
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -244,7 +244,7 @@ class RuleEngine:
             model_version=state.model_version,
             rule=rule.name,
             state=new,
-            severity=Severity(rule.spec.severity),
+            severity=rule.spec.severity,
             metric=rule.spec.metric,
             feature=point.feature,
             segment=point.segment,

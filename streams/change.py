@@ -43,6 +43,7 @@ from typing import Any
 from faust.types import EventT
 
 from detectors.change import ADWINDetector, ChangeDetector, KSWINDetector, from_snapshot, make
+from modelmon import metrics as m
 from modelmon.events import MetricPoint
 from modelmon.spec import ChangeSpec, ModelSpec, SpecError, Task
 from streams.app import changelog_partition_of
@@ -50,7 +51,7 @@ from streams.bundle import BundleKey
 
 log = logging.getLogger(__name__)
 
-CHANGE_METRIC = "change_detected"
+CHANGE_METRIC = m.CHANGE_DETECTED
 FRACTION_DRIFT_METHODS = frozenset({"ks", "jensen_shannon", "hellinger"})
 """Drift methods whose score is a fraction in [0, 1]: Page-Hinkley's default threshold fits them."""
 DEFAULT_DETECTORS = ("adwin",)
@@ -79,12 +80,12 @@ def series_values(points: Iterable[MetricPoint], spec: ModelSpec) -> list[Series
     values: list[SeriesValue] = []
     for point in points:
         if point.feature == "":
-            if "error" in wanted and point.metric == "accuracy":
-                values.append(SeriesValue("error", "", "accuracy", 1.0 - point.value, True, point))
-            elif "error" in wanted and point.metric == "mae" and spec.task is Task.REGRESSION:
-                values.append(SeriesValue("error", "", "mae", point.value, False, point))
-            elif "drift_share" in wanted and point.metric == "drift_share":
-                values.append(SeriesValue("drift_share", "", "drift_share", point.value, True, point))
+            if "error" in wanted and point.metric == m.ACCURACY:
+                values.append(SeriesValue("error", "", m.ACCURACY, 1.0 - point.value, True, point))
+            elif "error" in wanted and point.metric == m.MAE and spec.task is Task.REGRESSION:
+                values.append(SeriesValue("error", "", m.MAE, point.value, False, point))
+            elif "drift_share" in wanted and point.metric == m.DRIFT_SHARE:
+                values.append(SeriesValue("drift_share", "", m.DRIFT_SHARE, point.value, True, point))
         elif "feature_drift" in wanted and point.details.get("method") == point.metric:
             fraction = point.metric in FRACTION_DRIFT_METHODS
             values.append(

@@ -115,6 +115,6 @@ def label_array(values: list[Any]) -> np.ndarray:
 def feature_schemas(spec: ModelSpec) -> list[FeatureSchema]:
     """The fidelity schema of a model spec's features."""
     return [
-        FeatureSchema(name, f.type.value, required=f.required, min=f.min, max=f.max, allowed=f.allowed)
+        FeatureSchema(name, f.type, required=f.required, min=f.min, max=f.max, allowed=f.allowed)
         for name, f in spec.features.items()
     ]

@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.drift import DriftOptions, FeatureDrift, choose_method, detect_many, get_method
-from detectors.drift.inputs import is_sampled, reference_size
+from detectors.drift import DriftOptions, FeatureDrift, detect_many, get_method
 from detectors.drift.registry import check_threshold
 from detectors.metric import Metric
 from detectors.performance import Average, classification_from, regression_from
@@ -25,6 +24,7 @@ from detectors.profiles import (
     ReferenceProfile,
     WindowAggregate,
 )
+from modelmon import metrics as m
 from modelmon.events import MetricPoint
 from modelmon.references import PREDICTION_FEATURE
 from modelmon.spec import ModelSpec, Task
@@ -33,22 +33,15 @@ from streams.bundle import BundleKey, WindowBundle
 log = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "log_loss", "roc_auc")
-REGRESSION_METRICS = ("mae", "rmse", "mape", "r2")
-_STATS = ("mean", "p50", "p95", "p99", "max")
 WINDOW_FIDELITY = {
-    "duplicate_count": "duplicate_ids",
-    "duplicate_rate": "duplicate_rate",
-    "required_missing_event_rate": "required_missing_event_rate",
-    "unknown_feature_event_rate": "unknown_feature_rate",
-    **{f"lateness_{stat}": f"lateness_{stat}_ms" for stat in _STATS},
-    **{f"label_delay_{stat}": f"label_delay_{stat}_ms" for stat in _STATS},
+    "duplicate_count": m.DUPLICATE_IDS,
+    "duplicate_rate": m.DUPLICATE_RATE,
+    "required_missing_event_rate": m.REQUIRED_MISSING_EVENT_RATE,
+    "unknown_feature_event_rate": m.UNKNOWN_FEATURE_RATE,
+    **dict(zip([f"lateness_{stat}" for stat in m.DURATION_STATS], m.LATENESS_METRICS, strict=True)),
+    **dict(zip([f"label_delay_{stat}" for stat in m.DURATION_STATS], m.LABEL_DELAY_METRICS, strict=True)),
 }
 """Window-level fidelity metric → published name (the bundle's durations are in milliseconds)."""
-FEATURE_FIDELITY = (
-    "missing_rate", "type_violation_rate", "range_violation_rate", "unseen_category_rate",
-    "unknown_feature_rate",
-)  # fmt: skip
 
 
 def _utc(ms: int) -> datetime:
@@ -104,12 +97,12 @@ def window_metrics(
 ) -> list[MetricPoint]:
     """Every metric of one closed window (see docs/metric-names.md); drift only with a ``reference``."""
     points = _Points(bundle.key, source, revision)
-    points.add("events", "", bundle.events)
-    points.add("labels", "", bundle.labels)
-    points.add("late_events", "", bundle.late_events)
+    points.add(m.EVENTS, "", bundle.events)
+    points.add(m.LABELS, "", bundle.labels)
+    points.add(m.LATE_EVENTS, "", bundle.late_events)
     if bundle.label_missing:
-        points.add("label_missing", "", bundle.label_missing)
-    points.add("label_coverage", "", Metric.ratio(bundle.labels, bundle.events, "no events"))
+        points.add(m.LABEL_MISSING, "", bundle.label_missing)
+    points.add(m.LABEL_COVERAGE, "", Metric.ratio(bundle.labels, bundle.events, "no events"))
     _performance(bundle, points)
     _fidelity(bundle, points)
     if reference is not None:
@@ -124,7 +117,7 @@ def _performance(bundle: WindowBundle, points: _Points) -> None:
     regression = bundle.regression
     if regression is not None:
         result = regression_from(regression)
-        for name in REGRESSION_METRICS:
+        for name in m.REGRESSION_METRICS:
             points.add(name, "", result[name], n=regression.count, n_invalid=regression.n_invalid)
         return
     confusion, scores = bundle.confusion, bundle.scores
@@ -133,13 +126,13 @@ def _performance(bundle: WindowBundle, points: _Points) -> None:
     scored = scores if scores is not None and scores.count else None
     average: Average = "binary" if bundle.task is Task.BINARY else "macro"
     result = classification_from(confusion, scored, pos_label=bundle.positive_class, average=average)
-    for name in CLASSIFICATION_METRICS:
+    for name in m.CLASSIFICATION_METRICS:
         if name not in result:
             continue
         details: dict[str, Any] = {"n": confusion.total, "average": average}
-        if name in ("log_loss", "roc_auc"):
+        if name in (m.LOG_LOSS, m.ROC_AUC):
             details["n"] = scored.count if scored is not None else 0
-        if name == "roc_auc":
+        if name == m.ROC_AUC:
             details["error_bound"] = result["roc_auc_error_bound"].value
         if average == "binary":
             details["positive_class"] = bundle.positive_class
@@ -149,10 +142,10 @@ def _performance(bundle: WindowBundle, points: _Points) -> None:
 def _fidelity(bundle: WindowBundle, points: _Points) -> None:
     report = bundle.fidelity.finalise()
     for name, published in WINDOW_FIDELITY.items():
-        details = {"exact": bundle.fidelity.duplicate_ids.exact} if name == "duplicate_count" else {}
+        details = {"exact": bundle.fidelity.duplicate_ids.exact} if published == m.DUPLICATE_IDS else {}
         points.add(published, "", report[""][name], **details)
     for feature in sorted(name for name in report if name):
-        for name in FEATURE_FIDELITY:
+        for name in m.FEATURE_FIDELITY_METRICS:
             if name in report[feature]:
                 points.add(name, feature, report[feature][name])
 
@@ -206,28 +199,43 @@ def drift_options(
 ) -> DriftOptions:
     """Each feature's method and threshold, resolved up front so a bad spec entry cannot fail the window.
 
-    Method: the feature's ``drift_method`` > the model's ``drift.method`` (unless ``auto``) > the
-    chooser; a method that does not apply to the feature's kind is skipped with a warning.
-    Threshold: the feature's ``drift_threshold`` > the model's ``drift.threshold`` (only for
-    features judged by the model's own method) > the method's default; one invalid for the method
-    (a p-value threshold outside (0, 1)) is ignored with a warning.
+    The spec maps onto :class:`DriftOptions`, whose precedence applies: the feature's
+    ``drift_method`` (``per_feature``) > the model's ``drift.method`` unless ``auto`` (``per_kind``,
+    for the kinds it applies to) > the chooser; the feature's ``drift_threshold``
+    (``per_feature_threshold``) > the model's ``drift.threshold`` (``per_method_threshold`` of the
+    model's method: only features judged by it) > the method's default. A method that does not apply
+    to the feature's kind, or a threshold invalid for the method judging it (a p-value threshold
+    outside (0, 1)), is skipped with a warning.
     """
-    methods: dict[str, str] = {}
-    thresholds: dict[str, float] = {}
+    own_methods: dict[str, str] = {}
+    model_methods: dict[str, str] = {}
     for name, profile in profiles.items():
-        kind, where = profile.kind, f"model {spec.model_id!r} feature {name!r}"
+        where = f"model {spec.model_id!r} feature {name!r}"
         feature = spec.features.get(name)
-        own = _usable_method(feature.drift_method if feature else None, kind, where)
-        model = _usable_method(spec.drift.method, kind, where)
-        sampled = is_sampled(profile) or is_sampled(windows[name])
-        method = own or model or choose_method(kind, *reference_size(profile, kind), sampled=sampled)
-        methods[name] = method
-        model_threshold = spec.drift.threshold if method == model and own in (None, model) else None
+        own = _usable_method(feature.drift_method if feature else None, profile.kind, where)
+        model = _usable_method(spec.drift.method, profile.kind, where)
+        if own is not None:
+            own_methods[name] = own
+        if model is not None:
+            model_methods[profile.kind] = model
+    configured = DriftOptions(per_feature=own_methods, per_kind=model_methods)
+    methods: dict[str, str] = {}
+    own_thresholds: dict[str, float] = {}
+    model_threshold: dict[str, float] = {}
+    for name, profile in profiles.items():
+        where = f"model {spec.model_id!r} feature {name!r}"
+        feature = spec.features.get(name)
+        method = methods[name] = configured.method_for(name, profile.kind, profile, windows[name])
         threshold = _usable_threshold(feature.drift_threshold if feature else None, method, where)
-        threshold = threshold if threshold is not None else _usable_threshold(model_threshold, method, where)
         if threshold is not None:
-            thresholds[name] = threshold
-    return DriftOptions(per_feature=methods, per_feature_threshold=thresholds)
+            own_thresholds[name] = threshold
+        elif method == model_methods.get(profile.kind):
+            threshold = _usable_threshold(spec.drift.threshold, method, where)
+            if threshold is not None:
+                model_threshold[method] = threshold
+    return DriftOptions(
+        per_feature=methods, per_feature_threshold=own_thresholds, per_method_threshold=model_threshold
+    )
 
 
 def _add_drift(points: _Points, feature: str, drift: FeatureDrift) -> None:
@@ -243,7 +251,7 @@ def _add_drift(points: _Points, feature: str, drift: FeatureDrift) -> None:
         "min_effect": drift.min_effect,
     }
     points.add(result.method, feature, result.score, **details)
-    points.add("drifted", feature, float(drift.drifted), method=result.method)
+    points.add(m.DRIFTED, feature, float(drift.drifted), method=result.method)
 
 
 def _feature_drift(
@@ -270,11 +278,12 @@ def _feature_drift(
     drifted = report.drifted_features
     important = [name for name in drifted if name in spec.features and spec.features[name].important]
     points.add(
-        "drift_share", "", report.share_drifted, drifted_features=drifted, compared=len(report.features),
+        m.DRIFT_SHARE, "", report.share_drifted, drifted_features=drifted, compared=len(report.features),
         skipped=skipped,
     )  # fmt: skip
-    points.add("dataset_drifted", "", float(report.dataset_drifted), drift_share_threshold=report.drift_share)
-    points.add("drifted_important_features", "", len(important), features=important)
+    threshold = report.drift_share_threshold
+    points.add(m.DATASET_DRIFTED, "", float(report.dataset_drifted), drift_share_threshold=threshold)
+    points.add(m.DRIFTED_IMPORTANT_FEATURES, "", len(important), features=important)
 
 
 def _prediction_drift(

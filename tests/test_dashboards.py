@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from dashboards.catalog import build_dashboards, spec_thresholds
 from dashboards.export import export_files
 from dashboards.grafana import DATASOURCE, SCHEMA_VERSION
 from dashboards.macros import MacroError, expand
-from dashboards.sql import DRIFT_METRICS
+from modelmon import metrics
 from modelmon.app.cli import cli
 from modelmon.spec import load_specs
 
@@ -125,7 +126,32 @@ def test_thresholds_come_from_the_specs() -> None:
 def test_drift_metric_names_match_the_detector_registry() -> None:
     from detectors.drift.registry import methods
 
-    assert set(DRIFT_METRICS) == set(methods())
+    assert set(metrics.DRIFT_METRICS) == set(methods())
+
+
+# A metric named in a panel's SQL: `metric = 'x'`, or every literal of `metric IN ('x', 'y')`.
+_METRIC_EQUALS = re.compile(r"metric\s*(?:=|!=)\s*'([^']*)'")
+_METRIC_IN = re.compile(r"metric\s+(?:NOT\s+)?IN\s*\(([^)]*)\)")
+
+
+def _queried_metrics(sql: str) -> set[str]:
+    found = set(_METRIC_EQUALS.findall(sql))
+    for listed in _METRIC_IN.findall(sql):
+        found |= set(re.findall(r"'([^']*)'", listed))
+    return found
+
+
+def test_every_metric_the_dashboards_query_is_one_stage_2_publishes() -> None:
+    queried = {
+        name
+        for document in DOCUMENTS
+        for panel in document["panels"]
+        for target in panel.get("targets", [])
+        for name in _queried_metrics(target["rawSql"])
+    }
+    assert queried - metrics.MODEL_METRICS - metrics.FEATURE_METRICS == set()
+    shown = {"events", "drift_share", "drifted", "accuracy", "log_loss", "mape", "r2", "lateness_p99_ms"}
+    assert shown | set(metrics.DRIFT_METRICS) <= queried, "the pattern no longer finds the panels' metrics"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from modelmon.spec import FeatureType, ModelSpec, SpecError, Task, load_spec_file, load_specs, parse_duration
+from modelmon.events import Severity
+from modelmon.kinds import FeatureKind, check_kind
+from modelmon.spec import ModelSpec, SpecError, Task, load_spec_file, load_specs, parse_duration
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "models"
 
@@ -53,7 +55,7 @@ def test_example_specs_load() -> None:
     fraud, houses = specs["fraud-detector"], specs["house-prices"]
     assert fraud.task is Task.BINARY
     assert houses.task is Task.REGRESSION
-    assert fraud.features["country"].type is FeatureType.CATEGORICAL
+    assert fraud.features["country"].type is FeatureKind.CATEGORICAL
     assert fraud.features["country"].allowed == ["DE", "FR", "US", "GB", "NL"]
     assert fraud.required_features() == ["amount"]
     assert [rule.name for rule in fraud.alerts] == ["feature-drift", "accuracy-drop"]
@@ -151,7 +153,21 @@ def test_unknown_feature_type(tmp_path: Path) -> None:
     assert "fix: use one of the values listed" in line
 
 
+def test_feature_types_are_the_kinds_the_detectors_check() -> None:
+    spec = ModelSpec.model_validate(base_spec(features={k.value: {"type": k.value} for k in FeatureKind}))
+    for name, feature in spec.features.items():
+        assert feature.type is check_kind(name) and feature.type == name
+
+
 RULE = {"name": "drift", "metric": "psi", "threshold": 0.2}
+
+
+def test_severities_are_the_alerts_severity(tmp_path: Path) -> None:
+    spec = ModelSpec.model_validate(base_spec(alerts=[{**RULE, "severity": "info"}, {**RULE, "name": "d"}]))
+    assert [rule.severity for rule in spec.alerts] == [Severity.INFO, Severity.WARNING]
+    assert spec.retrain.min_severity is Severity.CRITICAL
+    _, message = spec_error(tmp_path, base_spec(alerts=[{**RULE, "severity": "high"}]))
+    assert "'info', 'warning' or 'critical'" in error_line(message, "alerts.0.severity")
 
 
 def test_retrain_on_unknown_rule(tmp_path: Path) -> None:

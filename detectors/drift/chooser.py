@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from detectors.features import check_kind
+from modelmon.kinds import check_kind
 
 SMALL_REFERENCE = 1000
 """Up to this many reference values, a statistical test; above it, a distance (tests flag everything)."""

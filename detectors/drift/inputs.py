@@ -14,13 +14,14 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.bins import align_counts, category_counts, histogram, reference_edges
-from detectors.features import FeatureKind, FeatureValues, category_labels, check_kind, numeric_values
+from detectors.features import FeatureValues, category_labels, numeric_values
 from detectors.profiles import (
     CategoricalAggregate,
     CategoricalFeatureProfile,
     NumericAggregate,
     NumericalFeatureProfile,
 )
+from modelmon.kinds import FeatureKind, check_kind
 
 Summary = NumericalFeatureProfile | CategoricalFeatureProfile | NumericAggregate | CategoricalAggregate
 DriftInput = FeatureValues | Summary
@@ -36,7 +37,7 @@ class NoDataError(ValueError):
 def summary_kind(data: DriftInput) -> FeatureKind | None:
     """The feature kind a profile or aggregate was built for; ``None`` for raw values."""
     if isinstance(data, NumericalFeatureProfile | NumericAggregate):
-        return "numerical"
+        return FeatureKind.NUMERICAL
     if isinstance(data, CategoricalFeatureProfile):
         return data.kind
     if isinstance(data, CategoricalAggregate):
@@ -54,7 +55,7 @@ def resolve_kind(kind: str | None, reference: DriftInput, current: DriftInput) -
         return checked
     if len(known) > 1:
         raise ValueError(f"the two sides summarise different kinds: {', '.join(sorted(known))}")
-    return known.pop() if known else "numerical"
+    return known.pop() if known else FeatureKind.NUMERICAL
 
 
 @dataclass(frozen=True)

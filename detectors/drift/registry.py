@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from detectors.features import FeatureKind, check_kind
+from modelmon.kinds import FeatureKind, check_kind
 
 MethodNeeds = Literal["bins", "samples"]
 """What a method reads: counts on shared bins/categories, or the values (or samples) themselves."""
@@ -15,9 +15,9 @@ MethodNeeds = Literal["bins", "samples"]
 Statistic = Callable[..., tuple[float, float | None]]
 """``(reference_counts, current_counts)`` or ``(reference, current, reference_std)`` → (score, p-value)."""
 
-ANY_KIND: frozenset[FeatureKind] = frozenset({"numerical", "categorical", "boolean"})
-NUMERICAL_ONLY: frozenset[FeatureKind] = frozenset({"numerical"})
-CATEGORIES_ONLY: frozenset[FeatureKind] = frozenset({"categorical", "boolean"})
+ANY_KIND: frozenset[FeatureKind] = frozenset(FeatureKind)
+NUMERICAL_ONLY: frozenset[FeatureKind] = frozenset({FeatureKind.NUMERICAL})
+CATEGORIES_ONLY: frozenset[FeatureKind] = frozenset({FeatureKind.CATEGORICAL, FeatureKind.BOOLEAN})
 
 _METHODS: dict[str, DriftMethod] = {}
 

@@ -26,16 +26,18 @@ from detectors.drift.calculator import compute
 from detectors.drift.chooser import choose_method
 from detectors.drift.inputs import DriftInput, NoDataError, is_sampled, reference_size, resolve_kind
 from detectors.drift.registry import DriftResult, get_method
-from detectors.features import FeatureKind, check_kind
+from modelmon.kinds import FeatureKind, check_kind
 
 
 @dataclass(frozen=True)
 class DriftOptions:
     """How :func:`detect_many` picks each feature's method and threshold, and its noise control.
 
-    Method: ``per_feature`` > ``per_kind`` > ``method`` > :func:`choose_method`.
-    Threshold: ``per_feature_threshold`` > ``per_method_threshold`` > the method's default.
-    ``drift_share``: the share of drifted features at which the whole data set counts as drifted.
+    Method: ``per_feature`` > ``per_kind`` > ``method`` > :func:`choose_method` (:meth:`method_for`).
+    Threshold: ``per_feature_threshold`` > ``per_method_threshold`` > the method's default
+    (:meth:`threshold_for`).
+    ``drift_share_threshold``: the share of drifted features at which the whole data set counts as
+    drifted (the measured share is :attr:`DriftReport.share_drifted`).
     ``min_effect``: per method name, overrides the method's ``min_effect``.
     """
 
@@ -46,7 +48,7 @@ class DriftOptions:
     per_feature_threshold: Mapping[str, float] = field(default_factory=dict)
     noise_control: bool = True
     min_effect: Mapping[str, float] = field(default_factory=dict)
-    drift_share: float = 0.5
+    drift_share_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         named = [self.method] if self.method is not None else []
@@ -56,8 +58,8 @@ class DriftOptions:
             get_method(name)
         for kind in self.per_kind:
             check_kind(kind)
-        if not 0.0 < self.drift_share <= 1.0:
-            raise ValueError(f"drift_share must be in (0, 1], got {self.drift_share!r}")
+        if not 0.0 < self.drift_share_threshold <= 1.0:
+            raise ValueError(f"drift_share_threshold must be in (0, 1], got {self.drift_share_threshold!r}")
 
     def configured_method(self, feature: str, kind: FeatureKind) -> str | None:
         """The method these options name for ``feature``, or ``None`` to let the chooser pick."""
@@ -67,7 +69,21 @@ class DriftOptions:
             return self.per_kind[kind]
         return self.method
 
+    def method_for(self, feature: str, kind: FeatureKind, reference: DriftInput, current: DriftInput) -> str:
+        """The method that judges ``feature``: the one these options name, else the chooser's.
+
+        The one place the method precedence is resolved (:func:`detect_many`, and stage 2 for the
+        methods of a model spec). The chooser goes by kind, reference size and whether a side is a
+        sample; ``NoDataError`` when the reference has no values.
+        """
+        configured = self.configured_method(feature, kind)
+        if configured is not None:
+            return configured
+        sampled = is_sampled(reference) or is_sampled(current)
+        return choose_method(kind, *reference_size(reference, kind), sampled=sampled)
+
     def threshold_for(self, feature: str, method: str) -> float | None:
+        """The threshold for ``feature`` judged by ``method``; ``None`` for the method's default."""
         if feature in self.per_feature_threshold:
             return self.per_feature_threshold[feature]
         return self.per_method_threshold.get(method)
@@ -103,11 +119,15 @@ class FeatureDrift:
 
 @dataclass(frozen=True)
 class DriftReport:
-    """The drift of every compared feature; ``skipped`` says why a feature was not compared."""
+    """The drift of every compared feature; ``skipped`` says why a feature was not compared.
+
+    ``share_drifted`` is the measured share of drifted features; the data set drifts when it reaches
+    ``drift_share_threshold``.
+    """
 
     features: dict[str, FeatureDrift]
     skipped: dict[str, str]
-    drift_share: float
+    drift_share_threshold: float
     noise_control: bool
 
     @property
@@ -120,7 +140,7 @@ class DriftReport:
 
     @property
     def dataset_drifted(self) -> bool:
-        return bool(self.features) and self.share_drifted >= self.drift_share
+        return bool(self.features) and self.share_drifted >= self.drift_share_threshold
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -164,11 +184,7 @@ def detect_many(
         cur_data = current[name]
         kind = resolve_kind(kinds.get(name), ref_data, cur_data)
         try:
-            method = options.configured_method(name, kind) or choose_method(
-                kind,
-                *reference_size(ref_data, kind),
-                sampled=is_sampled(ref_data) or is_sampled(cur_data),
-            )
+            method = options.method_for(name, kind, ref_data, cur_data)
             record = get_method(method)
             result = compute(
                 method, ref_data, cur_data, kind=kind, threshold=options.threshold_for(name, method)
@@ -185,7 +201,7 @@ def detect_many(
     return DriftReport(
         features=_verdicts(results, options.noise_control),
         skipped=skipped,
-        drift_share=options.drift_share,
+        drift_share_threshold=options.drift_share_threshold,
         noise_control=options.noise_control,
     )
 

@@ -19,8 +19,9 @@ import numpy.typing as npt
 
 from detectors.base import Aggregate
 from detectors.bins import count_categories
-from detectors.features import FeatureKind, FeatureValues
+from detectors.features import FeatureValues
 from detectors.hashing import stable_text_hash
+from modelmon.kinds import FeatureKind, check_kind
 
 _CATEGORY_KINDS = ("boolean", "categorical")
 
@@ -86,7 +87,7 @@ class CategoricalAggregate(Aggregate):
         categories: Iterable[str] = (),
         *,
         max_new_categories: int = 100,
-        feature_kind: FeatureKind = "categorical",
+        feature_kind: str = "categorical",
         seed: int = 0,
     ) -> None:
         if feature_kind not in _CATEGORY_KINDS:
@@ -102,7 +103,7 @@ class CategoricalAggregate(Aggregate):
         pinned = _sorted_distinct(categories)
         self.categories: tuple[str, ...] = tuple(pinned.tolist())
         self.max_new_categories = max_new_categories
-        self.feature_kind = feature_kind
+        self.feature_kind: FeatureKind = check_kind(feature_kind)
         self.seed = seed
         self._pinned = pinned
         self._reset()

@@ -17,10 +17,11 @@ import numpy.typing as npt
 
 from detectors.base import same_state
 from detectors.bins import count_categories, reference_edges
-from detectors.features import FeatureKind, FeatureValues, check_kind, numeric_values
+from detectors.features import FeatureValues, numeric_values
 from detectors.profiles.categorical import CategoricalAggregate
 from detectors.profiles.numeric import NumericAggregate
 from detectors.profiles.sampling import BottomKSample, union_sample
+from modelmon.kinds import FeatureKind, check_kind
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -56,7 +57,7 @@ class NumericalFeatureProfile:
     max: float
     n_unique: int
     sample: npt.NDArray[np.float64] = field(repr=False)
-    kind: ClassVar[FeatureKind] = "numerical"
+    kind: ClassVar[FeatureKind] = FeatureKind.NUMERICAL
 
     @classmethod
     def from_values(cls, values: FeatureValues, *, sample_size: int = 4096, seed: int = 0) -> Self:
@@ -187,7 +188,7 @@ class CategoricalFeatureProfile:
 
     @classmethod
     def from_values(
-        cls, values: FeatureValues, *, kind: FeatureKind = "categorical", max_categories: int = 200
+        cls, values: FeatureValues, *, kind: FeatureKind = FeatureKind.CATEGORICAL, max_categories: int = 200
     ) -> Self:
         """Profile one column; ``None`` and NaN count as missing."""
         if kind not in ("categorical", "boolean"):

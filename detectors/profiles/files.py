@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from detectors.features import FeatureKind, check_kind
 from detectors.profiles import (
     CategoricalFeatureProfile,
     FeatureProfile,
     NumericalFeatureProfile,
     ReferenceProfile,
 )
+from modelmon.kinds import FeatureKind, check_kind
 from modelmon.references import PREDICTION_FEATURE
 from modelmon.spec import ModelSpec, Task
 
@@ -47,9 +47,9 @@ def reference_kinds(spec: ModelSpec, available: Iterable[str] = ()) -> dict[str,
     }
     columns = set(available)
     if spec.task is Task.BINARY and "score" in columns:
-        kinds[PREDICTION_FEATURE] = ("score", "numerical")
+        kinds[PREDICTION_FEATURE] = ("score", FeatureKind.NUMERICAL)
     elif "prediction" in columns:
-        kind: FeatureKind = "numerical" if spec.task is Task.REGRESSION else "categorical"
+        kind = FeatureKind.NUMERICAL if spec.task is Task.REGRESSION else FeatureKind.CATEGORICAL
         kinds[PREDICTION_FEATURE] = ("prediction", kind)
     return kinds
 

@@ -15,13 +15,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from detectors.features import FeatureKind
 from detectors.profiles import (
     CategoricalFeatureProfile,
     FeatureProfile,
     NumericalFeatureProfile,
     ReferenceProfile,
 )
+from modelmon.kinds import FeatureKind
 from modelmon.references import InvalidReferenceMessage, record_key
 
 

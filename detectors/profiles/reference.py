@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Self
 
 from detectors.base import same_state
-from detectors.features import FeatureKind, FeatureValues, check_kind
+from detectors.features import FeatureValues
 from detectors.profiles.categorical import CategoricalAggregate
 from detectors.profiles.feature_profiles import (
     CategoricalFeatureProfile,
@@ -18,6 +18,7 @@ from detectors.profiles.feature_profiles import (
     NumericalFeatureProfile,
 )
 from detectors.profiles.numeric import NumericAggregate
+from modelmon.kinds import FeatureKind, check_kind
 
 __all__ = [
     "CategoricalFeatureProfile",
@@ -47,8 +48,8 @@ class ReferenceProfile(Mapping[str, FeatureProfile]):
     ...     {"age": "numerical", "plan": "categorical"},
     ...     sample_size=100,
     ... )
-    >>> profile.spec
-    {'age': 'numerical', 'plan': 'categorical'}
+    >>> profile.spec == {"age": "numerical", "plan": "categorical"}
+    True
     >>> profile["age"].bin_counts.tolist()
     [100, 100, 100, 100, 100, 100, 100, 100, 100, 100]
     >>> profile["plan"].counts()

@@ -37,7 +37,8 @@ from typing import Literal
 import numpy as np
 
 from modelmon.app.synthetic import SyntheticModel, SyntheticPrediction, malformed_messages
-from modelmon.spec import FeatureType, ModelSpec
+from modelmon.kinds import FeatureKind
+from modelmon.spec import ModelSpec
 
 MIN_WINDOWS = 12
 """Fewer windows leave no room for 'for: 3' rules between the phases."""
@@ -78,7 +79,7 @@ def drift_features(spec: ModelSpec, count: int = 2) -> tuple[str, ...]:
     >>> drift_features(spec)
     ('b', 'a')
     """
-    numerical = [n for n, f in spec.features.items() if f.type is FeatureType.NUMERICAL]
+    numerical = [n for n, f in spec.features.items() if f.type is FeatureKind.NUMERICAL]
     important = [n for n in numerical if spec.features[n].important]
     chosen = important + [n for n in numerical if n not in important]
     return tuple(chosen[:count])

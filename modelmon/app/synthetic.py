@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from modelmon.spec import FeatureType, ModelSpec, Task
+from modelmon.kinds import FeatureKind
+from modelmon.spec import ModelSpec, Task
 
 SHARPNESS = 6.0
 """Binary scores are sigmoid(SHARPNESS * signal): calibrated, right about 91 % of the time."""
@@ -91,7 +92,7 @@ class SyntheticModel:
         self._signal_features = [
             name
             for name, feature in spec.features.items()
-            if feature.type in (FeatureType.NUMERICAL, FeatureType.BOOLEAN)
+            if feature.type in (FeatureKind.NUMERICAL, FeatureKind.BOOLEAN)
         ]
         # The model itself (its weights) depends on the model id only; the seed picks the traffic.
         shape = np.random.default_rng(zlib.crc32(spec.model_id.encode()))
@@ -110,7 +111,7 @@ class SyntheticModel:
         standard: dict[str, float] = {}
         for name, feature in self.spec.features.items():
             strength = self.drift.get(name, 0.0)
-            if feature.type is FeatureType.NUMERICAL:
+            if feature.type is FeatureKind.NUMERICAL:
                 mean, std = _numeric_params(feature.min, feature.max)
                 z = float(self.rng.normal(strength, 1.0))
                 value = mean + z * std
@@ -120,7 +121,7 @@ class SyntheticModel:
                     value = min(value, feature.max)
                 values[name] = round(value, 4)
                 standard[name] = z
-            elif feature.type is FeatureType.CATEGORICAL:
+            elif feature.type is FeatureKind.CATEGORICAL:
                 choices = feature.allowed or ["a", "b", "c"]
                 if strength > 0 and self.rng.random() < min(0.3 * strength, 0.9):
                     values[name] = str(choices[-1])

@@ -13,6 +13,7 @@ from scipy import stats
 
 from detectors.drift import DriftInput, DriftOptions, choose_method, compute, detect_many, get_method
 from detectors.profiles import ReferenceProfile
+from modelmon.kinds import FeatureKind
 
 TOL = 1e-9
 
@@ -122,3 +123,27 @@ def test_detect_many_precedence_and_skips() -> None:
     assert {f.result.method for f in per_kind.features.values()} == {"kl_divergence"}
     with pytest.raises(ValueError, match="unknown drift method 'psy'"):
         DriftOptions(method="psy")
+
+
+def test_method_precedence_is_feature_then_kind_then_model_then_chooser() -> None:
+    rng = np.random.default_rng(7)
+    reference, current = rng.normal(size=300), rng.normal(size=300)
+    by_kind = {"categorical": "chi_square"}
+    options = DriftOptions(method="psi", per_kind=by_kind, per_feature={"a": "hellinger"})
+    assert options.method_for("a", FeatureKind.NUMERICAL, reference, current) == "hellinger"
+    assert options.method_for("b", FeatureKind.CATEGORICAL, reference, current) == "chi_square"
+    assert options.method_for("b", FeatureKind.NUMERICAL, reference, current) == "psi"
+    chosen = DriftOptions().method_for("b", FeatureKind.NUMERICAL, reference, current)
+    assert chosen == choose_method("numerical", 300, 300) == "ks"
+
+
+def test_the_dataset_drifts_at_the_drift_share_threshold() -> None:
+    rng = np.random.default_rng(8)
+    reference = {f"x{i}": rng.normal(0, 1, 800) for i in range(4)}
+    current = {f"x{i}": rng.normal(1.0 if i == 0 else 0.0, 1, 800) for i in range(4)}
+    default = detect_many(reference, current)
+    assert default.share_drifted == 0.25 and not default.dataset_drifted
+    low = detect_many(reference, current, options=DriftOptions(drift_share_threshold=0.25))
+    assert low.drift_share_threshold == 0.25 and low.dataset_drifted
+    with pytest.raises(ValueError, match="drift_share_threshold must be in"):
+        DriftOptions(drift_share_threshold=0.0)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from detectors.base import same_state
 from detectors.bins import DECILES, ZERO_PROPORTION, histogram, reference_edges
-from detectors.features import category_labels, check_kind, numeric_values
+from detectors.features import category_labels, numeric_values
 from detectors.hashing import row_keys_from_ids, stable_text_hash
 from detectors.profiles import (
     BottomKSample,
@@ -21,6 +21,7 @@ from detectors.profiles import (
     NumericalFeatureProfile,
     ReferenceProfile,
 )
+from modelmon.kinds import check_kind
 
 EDGES = np.array([-np.inf, -1.0, 0.0, 0.5, 2.0, np.inf])
 

@@ -1,0 +1,114 @@
+"""The names of the metrics modelmon publishes (docs/metric-names.md), declared once.
+
+Stage 2 publishes them (``streams.finalize``, ``streams.change``); the dashboards
+(``dashboards.sql``), alert rules (``metric:`` in a model spec) and the retrain policy query them.
+They are stored in ClickHouse and written in users' alert rules: renaming one is a breaking change.
+
+>>> LATENESS_METRICS[:2], LABEL_DELAY_METRICS[-1]
+(('lateness_mean_ms', 'lateness_p50_ms'), 'label_delay_max_ms')
+>>> is_published("psi"), is_published("drift_share"), is_published("drift_shares")
+(True, True, False)
+"""
+
+from __future__ import annotations
+
+# -- counts and label coverage (model level) ------------------------------------------------------
+EVENTS = "events"
+LABELS = "labels"
+LATE_EVENTS = "late_events"
+LABEL_MISSING = "label_missing"
+LABEL_COVERAGE = "label_coverage"
+EXPIRED_EVENTS = "expired_events"
+"""Predictions whose partial reached stage 2 after the window's retention (source ``expired|...``)."""
+EXPIRED_LABELS = "expired_labels"
+
+# -- performance (model level) ---------------------------------------------------------------------
+ACCURACY = "accuracy"
+LOG_LOSS = "log_loss"
+ROC_AUC = "roc_auc"
+CLASSIFICATION_METRICS = (ACCURACY, "precision", "recall", "f1", LOG_LOSS, ROC_AUC)
+MAE = "mae"
+RMSE = "rmse"
+MAPE = "mape"
+R2 = "r2"
+REGRESSION_METRICS = (MAE, RMSE, MAPE, R2)
+
+# -- data fidelity ---------------------------------------------------------------------------------
+DURATION_STATS = ("mean", "p50", "p95", "p99", "max")
+"""The statistics of a duration histogram, in the order they are published."""
+LATENESS_METRICS = tuple(f"lateness_{stat}_ms" for stat in DURATION_STATS)
+"""Ingest time - event time, in milliseconds (model level)."""
+LABEL_DELAY_METRICS = tuple(f"label_delay_{stat}_ms" for stat in DURATION_STATS)
+"""Label time - prediction time, in milliseconds (model level)."""
+DUPLICATE_IDS = "duplicate_ids"
+DUPLICATE_RATE = "duplicate_rate"
+REQUIRED_MISSING_EVENT_RATE = "required_missing_event_rate"
+UNKNOWN_FEATURE_RATE = "unknown_feature_rate"
+"""Model level: events carrying a feature not in the spec; per feature: events carrying this one."""
+MISSING_RATE = "missing_rate"
+TYPE_VIOLATION_RATE = "type_violation_rate"
+RANGE_VIOLATION_RATE = "range_violation_rate"
+UNSEEN_CATEGORY_RATE = "unseen_category_rate"
+FEATURE_FIDELITY_METRICS = (
+    MISSING_RATE,
+    TYPE_VIOLATION_RATE,
+    RANGE_VIOLATION_RATE,
+    UNSEEN_CATEGORY_RATE,
+    UNKNOWN_FEATURE_RATE,
+)
+"""The fidelity rates published per feature."""
+
+# -- drift -----------------------------------------------------------------------------------------
+DRIFT_METRICS = (
+    "psi",
+    "kl_divergence",
+    "jensen_shannon",
+    "hellinger",
+    "ks",
+    "cramer_von_mises",
+    "wasserstein",
+    "chi_square",
+    "z_proportion",
+)
+"""Per-feature drift scores, one name per method: the names of ``detectors.drift.methods()``."""
+DRIFTED = "drifted"
+"""Per feature: 1 when the noise-controlled verdict is drift, else 0."""
+DRIFT_SHARE = "drift_share"
+"""Model level: the measured share of compared features that drifted (not a threshold)."""
+DATASET_DRIFTED = "dataset_drifted"
+DRIFTED_IMPORTANT_FEATURES = "drifted_important_features"
+
+# -- change detection ------------------------------------------------------------------------------
+CHANGE_DETECTED = "change_detected"
+
+MODEL_METRICS = frozenset(
+    {
+        EVENTS,
+        LABELS,
+        LATE_EVENTS,
+        LABEL_MISSING,
+        LABEL_COVERAGE,
+        EXPIRED_EVENTS,
+        EXPIRED_LABELS,
+        *CLASSIFICATION_METRICS,
+        *REGRESSION_METRICS,
+        *LATENESS_METRICS,
+        *LABEL_DELAY_METRICS,
+        DUPLICATE_IDS,
+        DUPLICATE_RATE,
+        REQUIRED_MISSING_EVENT_RATE,
+        UNKNOWN_FEATURE_RATE,
+        DRIFT_SHARE,
+        DATASET_DRIFTED,
+        DRIFTED_IMPORTANT_FEATURES,
+        CHANGE_DETECTED,
+    }
+)
+"""Names published with ``feature = ""``."""
+FEATURE_METRICS = frozenset({*FEATURE_FIDELITY_METRICS, *DRIFT_METRICS, DRIFTED, CHANGE_DETECTED})
+"""Names published per feature (drift also for the model output, ``__prediction__``)."""
+
+
+def is_published(name: str) -> bool:
+    """Whether modelmon publishes a metric of this name (at model level or per feature)."""
+    return name in MODEL_METRICS or name in FEATURE_METRICS
