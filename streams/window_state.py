@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from modelmon.events import MetricPoint, model_to_json
+from modelmon.metrics import EXPIRED_EVENTS, EXPIRED_LABELS
 from streams.bundle import BundleKey, WindowBundle
 from streams.partials import Partial
 
@@ -197,7 +198,7 @@ def expired_points(partial: Partial) -> list[tuple[bytes, bytes]]:
             revision=partial.revision,
             details={"reason": "window older than the retention when its partial arrived"},
         )
-        for metric, value in (("expired_events", bundle.events), ("expired_labels", bundle.labels))
+        for metric, value in ((EXPIRED_EVENTS, bundle.events), (EXPIRED_LABELS, bundle.labels))
         if value
     ]
     return [(p.model_id.encode(), model_to_json(p)) for p in points]
