@@ -100,9 +100,9 @@ def test_log_prediction_accepts_and_sends_what_the_contract_accepts(arguments: d
         assert uuid.UUID(pid).version == 4
     ignore = {"prediction_id", "ts", "features"}
     assert sent.model_dump(exclude=ignore) == expected.model_dump(exclude=ignore)
-    # NaN features are sent as null (JSON has no NaN), as pydantic's JSON did.
+    # NaN and ±inf features are sent as null (JSON has neither), as pydantic's JSON did.
     assert sent.features == {
-        k: None if isinstance(v, float) and math.isnan(v) else v for k, v in expected.features.items()
+        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in expected.features.items()
     }
     if "ts" in arguments:
         assert sent.ts == expected.ts.replace(microsecond=expected.ts.microsecond // 1000 * 1000)
