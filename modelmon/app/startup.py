@@ -110,10 +110,10 @@ def wait_for_kafka(settings: Settings, timeout: float | None = None) -> None:
     """Return once the broker answers a metadata request; raise :class:`StartupError` after ``timeout``
     seconds (default ``settings.startup_timeout``) of failed attempts."""
     timeout = settings.startup_timeout if timeout is None else timeout
-    bootstrap, reported = settings.kafka_bootstrap, []
-    admin = AdminClient(
-        {**settings.kafka_common(), **librdkafka_logging(), "error_cb": lambda e: reported.append(e.str())}
-    )
+    bootstrap, reported = settings.kafka_bootstrap, list[str]()
+    config: dict[str, Any] = {**settings.kafka_common(), **librdkafka_logging()}
+    config["error_cb"] = lambda error: reported.append(error.str())
+    admin = AdminClient(config)
     started = time.monotonic()
     deadline, attempt, delay = started + timeout, 0, 1.0
     while True:

@@ -87,7 +87,7 @@ def stored_client(settings: Settings, command: str) -> Client:
     from sinks.clickhouse import connect, describe, parse_dsn
 
     client = connect(settings.clickhouse_dsn)
-    if int(client.command("EXISTS TABLE metric_points")):
+    if str(client.command("EXISTS TABLE metric_points")) == "1":
         return client
     message = (
         f"nothing is stored in ClickHouse at {describe(settings.clickhouse_dsn)} yet: run `modelmon sink` "
