@@ -14,7 +14,7 @@ the background; ``log_*`` only enqueue. When the local queue is full they wait a
 ``max_block`` seconds and then raise :class:`BufferFullError`, so a slow broker never stalls the
 caller's request path for longer than that. Delivery failures are reported to ``on_error`` (default:
 logged and counted in :attr:`MonitorClient.failed`); :meth:`flush` returns how many are still
-undelivered.
+undelivered; :meth:`close` (and leaving the ``with`` block) counts those left after its flush as failed.
 """
 
 from __future__ import annotations
@@ -41,16 +41,10 @@ log = logging.getLogger(__name__)
 DeliveryErrorHandler = Callable[[KafkaError, Message], None]
 # Delivery reports of a producer that failed for good (its idempotence broke) or was purged to be
 # replaced: these messages are sent again on a new producer.
-_PURGED = frozenset(
-    {
-        KafkaError._PURGE_QUEUE,
-        KafkaError._PURGE_INFLIGHT,
-        KafkaError._FATAL,
-        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
-        KafkaError.UNKNOWN_PRODUCER_ID,
-        KafkaError.INVALID_PRODUCER_EPOCH,
-    }
-)
+_PURGED = frozenset({
+    KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._FATAL, KafkaError.UNKNOWN_PRODUCER_ID,
+    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, KafkaError.INVALID_PRODUCER_EPOCH,
+})  # fmt: skip
 
 DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
     "enable.idempotence": True,
@@ -380,19 +374,25 @@ class MonitorClient:
             remaining = int(self._producer.flush(max(0.0, deadline - time.monotonic())))
         return remaining + len(self._resend)
 
-    def close(self, timeout: float = 10.0) -> None:
-        remaining = self.flush(timeout)
-        if remaining:
-            log.error("modelmon: %d messages were not delivered before close", remaining)
+    def close(self, timeout: float = 10.0) -> int:
+        """Flush up to ``timeout`` s, then drop what is left (counted in :attr:`failed`); returns how many."""
+        if not self.flush(timeout):
+            return 0
+        self._resend.clear()
+        with contextlib.suppress(KafkaException):
+            self._producer.purge()  # purged messages come back through on_delivery, to self._resend
+            self._producer.flush(1.0)
+        dropped = len(self._resend) + len(self._producer)
+        self._resend.clear()
+        self.failed += dropped
+        log.error("modelmon: %d messages not delivered before close, counted as failed", dropped)
+        return dropped
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
 

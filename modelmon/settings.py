@@ -147,6 +147,12 @@ class Settings(BaseSettings):
         description="Seconds a stopping worker waits for a clean stop before it exits anyway (held "
         "inputs are replayed by the next owner).",
     )
+    startup_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a starting worker, sink or `modelmon produce` retries an unreachable Kafka "
+        "broker or ClickHouse server before it exits with an error.",
+    )
     broker_session_timeout: float = Field(default=6.0, gt=0, description="Consumer group session (s).")
     commit_interval: float = Field(default=1.0, gt=0, description="Seconds between offset commits.")
     producer_linger: float = Field(

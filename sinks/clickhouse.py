@@ -227,9 +227,22 @@ def connect(dsn: str) -> Client:
     try:
         client = clickhouse_connect.get_client(dsn=dsn, interface=interface, tz_mode=_TZ_MODE)
     except Exception as exc:
-        raise ClickHouseError(f"cannot connect to ClickHouse at {describe(dsn)}: {exc}") from exc
+        raise ClickHouseError(
+            f"cannot connect to ClickHouse at {describe(dsn)}: {_cause(exc)}; is the server running? "
+            "Check MODELMON_CLICKHOUSE_DSN"
+        ) from exc
     logger.info("connected to ClickHouse server %s", describe(dsn))
     return client
+
+
+def _cause(exc: BaseException) -> str:
+    """The operating system's reason inside a driver's wrapped message, else its first line.
+
+    >>> _cause(OSError("HTTPConnectionPool(...): [Errno 111] Connection refused')) attempt 1"))
+    'Connection refused'
+    """
+    found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
+    return found.group(1).strip() if found else (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def close_all() -> None:

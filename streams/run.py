@@ -166,6 +166,21 @@ def exit_deadline_on_signals(seconds: float) -> None:
         signal.signal(signum, arm)
 
 
+#: Loggers that, at ``info``, print what only a faust developer reads: every service's Starting... and
+#: Stopping..., aiokafka's subscriptions and assignments as tables, and the "producer buffer full"
+#: warning of faust's table-changelog buffer (it waits, flushes and goes on: nothing is lost). The
+#: worker's own lifecycle ("[^Worker]: Ready", "Stopping...") stays: operators and tests watch for it.
+FAUST_LOGGERS = {"faust": logging.WARNING, "mode": logging.WARNING, "aiokafka": logging.WARNING,
+                 "faust.transport.producer": logging.ERROR, "faust.worker": logging.INFO}  # fmt: skip
+
+
+def quiet_faust(level: str) -> None:
+    """Below ``debug``, keep faust's, mode's and aiokafka's routine lines out of the worker's log."""
+    if getattr(logging, level.upper(), logging.INFO) > logging.DEBUG:
+        for name, quiet in FAUST_LOGGERS.items():
+            logging.getLogger(name).setLevel(quiet)
+
+
 def run_worker(settings: Settings, *, on_exit: Callable[[], None] | None = None) -> None:
     """Run a worker in the foreground until SIGINT/SIGTERM; ``on_exit`` runs after it stopped.
 
@@ -174,6 +189,7 @@ def run_worker(settings: Settings, *, on_exit: Callable[[], None] | None = None)
     """
     worker = build_worker(settings)
     app = worker.app
+    quiet_faust(settings.log_level)
     faust_worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
 
     @app.task

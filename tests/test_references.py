@@ -350,7 +350,7 @@ def test_store_and_load_round_trip_latest_wins(clickhouse_client: Client, model_
 
 
 @pytest.mark.integration
-def test_cli_stores_in_clickhouse_and_warns_when_it_cannot(
+def test_cli_stores_in_clickhouse_and_fails_when_it_cannot(
     tmp_path: Path, load: Callable[..., Result], clickhouse_client: Client, clickhouse_dsn: str
 ) -> None:
     data = make_data(seed=14)
@@ -365,9 +365,9 @@ def test_cli_stores_in_clickhouse_and_warns_when_it_cannot(
         pytest.skip("the held-engine case is specific to embedded chdb")
     # This process already runs the session's chdb engine, as a running sink would hold it.
     held = load(MODEL, str(path), "--version", "held", dsn=f"chdb://{tmp_path / 'other'}")
-    assert held.exit_code == 0, held.output
+    assert held.exit_code == 1, held.output  # published, but not stored: the command did not do all it says
     assert "published 4 messages" in held.output
-    assert "warning: not stored in ClickHouse" in held.output and "published to Kafka" in held.output
+    assert "published to Kafka, but not stored in ClickHouse" in held.output and "--no-store" in held.output
 
 
 def test_records_round_trip_through_json() -> None:

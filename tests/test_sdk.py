@@ -258,3 +258,12 @@ def test_flush_reports_what_is_still_undelivered() -> None:
     monitor.log_prediction("m", {"x": 2}, 1)
     assert monitor.flush(timeout=0) == 2
     assert (monitor.delivered, monitor.failed) == (0, 0)
+
+
+def test_close_counts_what_it_could_not_deliver_as_failed(caplog: pytest.LogCaptureFixture) -> None:
+    monitor = MonitorClient(**unreachable(**{"message.timeout.ms": 600_000}))
+    monitor.log_prediction("m", {"x": 1}, 1)
+    with caplog.at_level(logging.ERROR, logger="modelmon.sdk"):
+        assert monitor.close(timeout=0.2) == 1
+    assert (monitor.delivered, monitor.failed) == (0, 1)
+    assert "1 messages not delivered before close, counted as failed" in caplog.text

@@ -54,6 +54,7 @@ NON_DEFAULT: dict[str, Any] = {
     "max_partial_bytes": 500_000,
     "join_max_pending": 1000,
     "shutdown_timeout": 2.5,
+    "startup_timeout": 15.0,
     "broker_session_timeout": 10.0,
     "commit_interval": 0.5,
     "producer_linger": 0.05,
@@ -163,7 +164,8 @@ def test_to_env_round_trip_into_a_child_process(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MODELMON_")}
     result = subprocess.run(
         [sys.executable, "-c", code],
-        env={**env, **original.to_env()},
+        # The checked-out code (this worktree's), not whichever modelmon the interpreter has installed.
+        env={**env, **original.to_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
         cwd=tmp_path,
         capture_output=True,
         text=True,

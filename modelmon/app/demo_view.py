@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.segment import Segment
 from rich.table import Table
 
 from modelmon.app.demo_summary import Progress
@@ -53,6 +54,22 @@ def print_plan(console: Console, scenario: Scenario, specs: dict[str, ModelSpec]
     console.print(table)
 
 
+class EndsItsLine:
+    """``renderable``, plus a line break when the output is a file or a pipe.
+
+    rich's ``Live`` writes its last frame there once, when it stops, and without a final line break:
+    the next line printed (the demo's summary) would continue the panel's last row.
+    """
+
+    def __init__(self, renderable: RenderableType) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.renderable
+        if not console.is_terminal:
+            yield Segment.line()
+
+
 def live_view(
     scenario: Scenario,
     specs: dict[str, ModelSpec],
@@ -61,7 +78,7 @@ def live_view(
     progress: Progress | None,
     expected: int,
     windows: int,
-) -> Table:
+) -> EndsItsLine:
     """The live panel: phase, what was sent, what ClickHouse holds."""
     elapsed = max(time.monotonic() - started, 1e-6)
     active = [
@@ -94,4 +111,4 @@ def live_view(
             f"{progress.alerts_resolved}) · retrain requests {progress.retrain_requests} · "
             f"dead letters {progress.dead_letters}",
         )
-    return table
+    return EndsItsLine(table)

@@ -16,6 +16,16 @@ from modelmon.settings import Settings
 from modelmon.spec import ModelSpec
 
 
+class DeliveryError(RuntimeError):
+    """Messages were still undelivered after the final flush, or delivering them failed."""
+
+    def __init__(self, bootstrap: str, undelivered: int, failed: int) -> None:
+        super().__init__(
+            f"{undelivered} messages undelivered and {failed} failed on the Kafka broker at {bootstrap}; "
+            "check MODELMON_KAFKA_BOOTSTRAP and that the broker runs"
+        )
+
+
 def produce_synthetic(
     settings: Settings,
     specs: dict[str, ModelSpec],
@@ -58,7 +68,7 @@ def produce_synthetic(
                 client.produce_raw(client.topics.predictions, body)
         undelivered = client.flush(60)
     if undelivered or client.failed:
-        raise RuntimeError(f"{undelivered} messages undelivered, {client.failed} failed")
+        raise DeliveryError(settings.kafka_bootstrap, undelivered, client.failed)
     return sent
 
 
@@ -130,5 +140,5 @@ def produce_scenario(
         undelivered = client.flush(60)
     progress.done = True
     if undelivered or client.failed:
-        raise RuntimeError(f"{undelivered} messages undelivered, {client.failed} failed")
+        raise DeliveryError(settings.kafka_bootstrap, undelivered, client.failed)
     return progress

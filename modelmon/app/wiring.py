@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from clickhouse_connect.driver.client import Client
 
+from modelmon.app.startup import retry_clickhouse
 from modelmon.settings import Settings
 from sinks.clickhouse import connect
 from sinks.consumer import ClickHouseSink
@@ -17,10 +18,18 @@ from sinks.writer import ClickHouseWriter
 
 
 def migrated_client(settings: Settings) -> Client:
-    """A ClickHouse client on ``settings.clickhouse_dsn`` with the schema migrated."""
-    client = connect(settings.clickhouse_dsn)
-    migrate(client)
-    return client
+    """A ClickHouse client on ``settings.clickhouse_dsn`` with the schema migrated.
+
+    A server that cannot be reached yet is retried for ``settings.startup_timeout`` seconds
+    (:func:`modelmon.app.startup.retry_clickhouse`), one log line per attempt.
+    """
+
+    def open_() -> Client:
+        client = connect(settings.clickhouse_dsn)
+        migrate(client)
+        return client
+
+    return retry_clickhouse(settings, open_)
 
 
 def clickhouse_sink(settings: Settings, client: Client | None = None) -> ClickHouseSink:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -28,12 +28,12 @@ def setup_logging(level: str) -> None:
     )
 
 
-def fail(message: str) -> NoReturn:
-    """Print ``error: message`` on stderr and exit with code 2."""
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code`` (2: wrong input, 1: it failed)."""
     # Escaped: messages quote user input ('[accuracy-drop]', YAML snippets) that rich would
     # otherwise eat as markup or fail on. Soft wrap: no line breaks inside file paths in logs.
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def warn(message: str) -> None:
@@ -41,9 +41,37 @@ def warn(message: str) -> None:
     console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Root(click.Group):
+    """The root group: an error a command raises becomes one message and exit code 1 (failures.py)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if not ctx.params.get("debug"):
+            # ClickHouse's driver and its HTTP pool warn before they raise what the message of the
+            # failure (or the start-up retry's line per attempt) then says in one line.
+            for name in ("clickhouse_connect", "urllib3.connectionpool"):
+                logging.getLogger(name).setLevel(logging.ERROR)
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            ctx.exit(130)
+        except Exception as error:
+            if ctx.params.get("debug"):
+                raise
+            from modelmon.app.cli.failures import explain
+
+            try:
+                config = settings()
+            except Exception:  # invalid MODELMON_* variables: explain() says which
+                config = Settings.model_construct()
+            fail(explain(error, config), code=1)
+
+
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="modelmon")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of a failure instead of a one-line message.")
+def cli(debug: bool) -> None:
     """modelmon: streaming monitoring of ML models (drift, performance, data fidelity).
 
     Settings come from MODELMON_* environment variables (see docs/deploy.md, "Settings").

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from modelmon.app.cli.base import cli, fail, settings, setup_logging, warn
+from modelmon.app.cli.base import cli, fail, settings, setup_logging
 
 
 @cli.group()
@@ -26,6 +26,7 @@ def reference_load(model: str, file: Path, model_version: str, sample_size: int,
 
     from detectors.profiles.files import ReferenceFileError, load_reference_file
     from modelmon.admin import TopicAdminError
+    from modelmon.app.startup import wait_for_kafka
     from modelmon.spec import SpecError, load_specs
     from sinks.clickhouse import ClickHouseError, describe
     from sinks.references import store_reference_at
@@ -49,6 +50,7 @@ def reference_load(model: str, file: Path, model_version: str, sample_size: int,
     if loaded.ignored:
         click.echo(f"  ignored columns: {', '.join(loaded.ignored)}")
     topic, bootstrap, source = config.topics.reference_profiles, config.kafka_bootstrap, loaded.source
+    wait_for_kafka(config)
     try:
         sent = publish_reference(config, model, model_version, loaded.profile, source)
     except (ReferencePublishError, TopicAdminError, KafkaException) as error:
@@ -61,12 +63,12 @@ def reference_load(model: str, file: Path, model_version: str, sample_size: int,
     try:
         rows = store_reference_at(config.clickhouse_dsn, model, model_version, loaded.profile, source)
     except ClickHouseError as error:
-        # E.g. an embedded chdb directory held by the running sink. Workers read the topic, so the
-        # reference is in use already; the table only records it for dashboards.
-        warn(
-            f"not stored in ClickHouse {target}: {error}\n"
-            "The reference is published to Kafka, which is what workers read. To store it too, run this "
-            "command again while nothing else holds the ClickHouse directory (or against a server)."
+        # E.g. an embedded chdb directory held by the running sink, or a server that is down. Workers
+        # read the topic, so the reference is in use already; the table records it for dashboards.
+        fail(
+            f"published to Kafka, but not stored in ClickHouse {target}: {error}\n"
+            "Workers read the reference from Kafka, so it is in use. The running sink stores it when it "
+            "reads the topic; or run this command again once ClickHouse is reachable (--no-store skips it).",
+            code=1,
         )
-        return
     click.echo(f"stored {rows} rows in ClickHouse {target} (table reference_profiles)")

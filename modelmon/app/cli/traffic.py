@@ -18,13 +18,14 @@ from modelmon.app.cli.base import cli, settings, setup_logging
 def produce(events: int, rate: float, seed: int, labels: bool) -> None:
     """Send synthetic traffic for every model spec through the SDK."""
     from modelmon.app.producer import produce_synthetic
+    from modelmon.app.startup import wait_for_kafka
     from modelmon.spec import load_specs
 
     config = settings()
     setup_logging(config.log_level)
-    sent = produce_synthetic(
-        config, load_specs(config.models_path), events, rate=rate, seed=seed, labels=labels
-    )
+    specs = load_specs(config.models_path)
+    wait_for_kafka(config)
+    sent = produce_synthetic(config, specs, events, rate=rate, seed=seed, labels=labels)
     click.echo(f"sent {sent} predictions to {config.kafka_bootstrap}")
 
 

@@ -13,10 +13,10 @@ from modelmon.app.cli.base import cli, fail, settings, warn
 @cli.command()
 def status() -> None:
     """Show what is stored in ClickHouse: events per model, dead letters by reason."""
+    from modelmon.app.cli.failures import stored_client
     from modelmon.app.demo import collect_summary, print_summary
-    from sinks.clickhouse import connect
 
-    print_summary(collect_summary(connect(settings().clickhouse_dsn)), Console())
+    print_summary(collect_summary(stored_client(settings(), "status")), Console())
 
 
 @cli.command()
@@ -28,8 +28,8 @@ def status() -> None:
 def report(models: tuple[str, ...], since: str, out_dir: Path) -> None:
     """Render the key dashboard panels to PNG files and one self-contained HTML page."""
     from dashboards.report import models_with_data, write_report
+    from modelmon.app.cli.failures import stored_client
     from modelmon.spec import SpecError, load_specs, parse_duration
-    from sinks.clickhouse import connect
 
     config = settings()
     try:
@@ -37,10 +37,14 @@ def report(models: tuple[str, ...], since: str, out_dir: Path) -> None:
         specs = load_specs(config.models_path)
     except (SpecError, ValueError) as error:
         fail(str(error))
-    client = connect(config.clickhouse_dsn)
-    chosen = list(models) or models_with_data(client, since)
+    client = stored_client(config, "report")
+    with_data = models_with_data(client, since)
+    chosen = list(models) or with_data
     if not chosen:
-        fail(f"no model has metrics in the last {since}")
+        fail(f"no model has metrics in the last {since}", code=1)
+    if missing := [model for model in chosen if model not in with_data]:
+        shown = ", ".join(with_data) or "none"
+        fail(f"no metrics for {', '.join(missing)} in the last {since}; models with metrics: {shown}", code=1)
     click.echo(str(write_report(client, chosen, out_dir, since, specs=specs)))
 
 
@@ -76,6 +80,7 @@ def dashboards_push(url: str, token: str | None, user: str | None, password: str
     from grafana_client.client import GrafanaException
 
     from dashboards.push import connect, push
+    from modelmon.app.cli.failures import reason
     from modelmon.spec import SpecError, load_specs
 
     try:
@@ -84,6 +89,8 @@ def dashboards_push(url: str, token: str | None, user: str | None, password: str
         )
     except (SpecError, ValueError, GrafanaException) as error:
         fail(f"push to {url} failed: {error}")
+    except OSError as error:  # connection refused, unknown host, TLS (niquests' errors are OSErrors)
+        fail(f"cannot reach Grafana at {url}: {reason(error)}; check --url and that Grafana runs", code=1)
     click.echo(f"folder modelmon {'created' if result.folder_created else 'exists'}")
     for uid, path in result.dashboards.items():
         click.echo(f"saved {uid}  {url.rstrip('/')}{path}")
