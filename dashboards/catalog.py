@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dashboards import sql
 from dashboards.grafana import Annotation, Dashboard, Panel, Query, Variable, row
 from dashboards.panels import (
-    BAD_HIGH,
+    DRIFT_RATIO_STEPS,
     DRIFTED_MAPPINGS,
     FRACTION,
+    QUANTILE_STYLES,
     STATE_MAPPINGS,
     model_variables,
     stat_panel,
@@ -41,7 +42,7 @@ def spec_thresholds(specs: Mapping[str, ModelSpec]) -> dict[tuple[str, str], flo
 
 def fleet_overview() -> Dashboard:
     panels = [
-        stat_panel("Models", sql.FLEET_MODELS, key="fleet_models"),
+        stat_panel("Models monitored", sql.FLEET_MODELS, key="fleet_models"),
         stat_panel(
             "Firing alerts",
             sql.FLEET_FIRING_ALERTS,
@@ -57,7 +58,7 @@ def fleet_overview() -> Dashboard:
             key="fleet_dead_share",
             description="Dead letters / (dead letters + valid events) in the time range.",
         ),
-        table_panel("Models", sql.FLEET_MODEL_TABLE, width=6, height=4, key="fleet_model_table"),
+        table_panel("Model summary", sql.FLEET_MODEL_TABLE, width=6, height=4, key="fleet_model_table"),
         timeseries_panel(
             "Events per second",
             sql.FLEET_EVENTS_PER_SECOND,
@@ -101,16 +102,21 @@ def model_drift() -> Dashboard:
     panels = [
         Panel(
             "status-history",
-            "Drift score per feature (heatmap)",
-            [Query(sql.DRIFT_SCORE_HEATMAP)],
+            "Drift per feature: score ÷ threshold (1 = drift line)",
+            [Query(sql.DRIFT_RATIO_HEATMAP)],
             width=24,
             height=10,
-            decimals=3,
-            thresholds=BAD_HIGH,
+            decimals=2,
+            min=0,
+            max=2,
+            thresholds=DRIFT_RATIO_STEPS,
             custom=heat,
             options={"showValue": "never", "rowHeight": 0.9, "legend": {"showLegend": True}},
-            description="One row per feature, one cell per window: the score of the method that judged "
-            "the feature (psi, ks, ...; see the table for the method).",
+            description="One row per feature (and __prediction__, the model output), one cell per window: "
+            "how far the feature is from its own method's drift line. Distances (psi, wasserstein, ...): "
+            "score / threshold; p-value tests (chi_square, ks, ...): log(p) / log(threshold), capped by "
+            "effect size / minimum effect (noise control). 1 or more (red) is exactly the stored verdict "
+            "'drifted'; the same colours for every method.",
             key="drift_heatmap",
         ),
         Panel(
@@ -215,7 +221,9 @@ def model_performance(thresholds: Mapping[tuple[str, str], float]) -> Dashboard:
             max=1,
             key="perf_label_coverage",
         ),
-        timeseries_panel("Label delay", sql.LABEL_DELAY, unit="ms", key="perf_label_delay"),
+        timeseries_panel(
+            "Label delay", sql.LABEL_DELAY, unit="ms", styles=QUANTILE_STYLES, key="perf_label_delay"
+        ),
         timeseries_panel(
             "Events and labels per second", sql.EVENTS_AND_LABELS, unit="reqps", key="perf_events"
         ),
@@ -251,7 +259,11 @@ def data_fidelity() -> Dashboard:
             key="fidelity_schema",
         ),
         timeseries_panel(
-            "Lateness (ingest time - event time)", sql.FIDELITY_LATENESS, unit="ms", key="fidelity_lateness"
+            "Lateness (ingest time - event time)",
+            sql.FIDELITY_LATENESS,
+            unit="ms",  # Grafana scales milliseconds to s, min, h for the axis
+            styles=QUANTILE_STYLES,
+            key="fidelity_lateness",
         ),
         timeseries_panel(
             "Too late: folded late, and expired (not counted)", sql.FIDELITY_TOO_LATE, key="fidelity_too_late"
@@ -291,7 +303,8 @@ def alerts_and_retraining() -> Dashboard:
             custom={"fillOpacity": 80, "lineWidth": 0},
             thresholds=[(None, "green"), (1, "yellow"), (2, "red")],
             options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8},
-            description="Each alert (model, rule, feature, segment) over time: pending, firing, resolved.",
+            description="Each alert (model, rule, feature, segment) over time: yellow while pending, red "
+            "while firing, nothing once resolved; an open alert is drawn up to its model's last window.",
             key="alerts_timeline",
         ),
         table_panel("Firing alerts", sql.ALERTS_FIRING_NOW, width=24, height=6, key="alerts_firing"),

@@ -12,13 +12,15 @@ from dashboards import sql
 from dashboards.grafana import Panel, Query, Variable
 
 FRACTION = "percentunit"
-# Gradient for scores where higher is worse; the first step has no lower bound.
-BAD_HIGH = [(None, "green"), (0.1, "yellow"), (0.2, "red")]
+# Drift score ÷ its method's threshold (dashboards.sql.DRIFT_RATIO), one fixed scale for every
+# method: green well below the line, yellow approaching it, red at or past it (drifted).
+DRIFT_RATIO_STEPS = [(None, "green"), (0.75, "yellow"), (1.0, "red"), (2.0, "dark-red")]
 STATE_MAPPINGS = [
     {
         "type": "value",
         "options": {
-            "0": {"text": "resolved", "color": "green", "index": 0},
+            # A resolved alert is not drawn: its bar ends where it resolved.
+            "0": {"text": "resolved", "color": "transparent", "index": 0},
             "1": {"text": "pending", "color": "yellow", "index": 1},
             "2": {"text": "firing", "color": "red", "index": 2},
         },
@@ -57,6 +59,25 @@ DASHED_THRESHOLDS = {
 }
 
 
+def _styled(pattern: str, dash: list[int], width: int) -> dict[str, object]:
+    return {
+        "matcher": {"id": "byRegexp", "options": pattern},
+        "properties": [
+            {"id": "custom.lineStyle", "value": {"fill": "dash" if dash[0] > 1 else "dot", "dash": dash}},
+            {"id": "custom.lineWidth", "value": width},
+        ],
+    }
+
+
+# Quantile series often lie on top of each other (p50 = p99 when all events are equally late):
+# besides their colours, p95, p99 and max differ in line style and width.
+QUANTILE_STYLES = [
+    _styled(".*_p95_.*", [10, 6], 2),
+    _styled(".*_p99_.*", [1, 5], 3),
+    _styled(".*_max_.*", [16, 4, 2, 4], 1),
+]
+
+
 def timeseries_panel(
     title: str,
     query: str,
@@ -64,9 +85,13 @@ def timeseries_panel(
     unit: str = "",
     extra: list[Query] | None = None,
     threshold_line: bool = False,
+    styles: list[dict[str, object]] | None = None,
     **options: object,
 ) -> Panel:
-    """A time series with a right-hand legend; ``extra`` queries (threshold lines) are drawn dashed."""
+    """A time series with a right-hand legend; ``extra`` queries (threshold lines) are drawn dashed.
+
+    ``styles`` are field overrides (e.g. ``QUANTILE_STYLES``); a fraction's axis starts at 0.
+    """
     custom: dict[str, object] = {
         "drawStyle": "line",
         "lineWidth": 1,
@@ -76,13 +101,15 @@ def timeseries_panel(
     }
     if threshold_line:
         custom["thresholdsStyle"] = {"mode": "line"}
+    if unit == FRACTION:
+        options.setdefault("min", 0)  # a rate's axis starts at 0, even when every value is 0
     return Panel(
         "timeseries",
         title,
         [Query(query), *(extra or [])],
         unit=unit,
         custom=custom,
-        overrides=[DASHED_THRESHOLDS] if extra else [],
+        overrides=[*(styles or []), *([DASHED_THRESHOLDS] if extra else [])],
         options={"legend": {"displayMode": "table", "placement": "right", "calcs": ["lastNotNull", "max"]}},
         **options,  # type: ignore[arg-type]
     )

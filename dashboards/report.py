@@ -2,7 +2,7 @@
 
 ``write_report(client, models, out_dir, since)`` runs the panels' own SQL (``dashboards.sql``,
 expanded as Grafana would by ``dashboards.runner``) over the last ``since`` and draws, per model,
-the drift score heatmap, performance over time (with the spec's alert thresholds), data fidelity
+the drift heatmap (score ÷ threshold), performance over time (with the spec's alert thresholds), data fidelity
 (missing values, lateness) and the alert timeline, with matplotlib. The HTML embeds every PNG as a
 ``data:`` URI, so the page can be mailed or archived alone. Nothing is written to ClickHouse.
 """
@@ -12,21 +12,20 @@ from __future__ import annotations
 import base64
 import html
 import logging
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from clickhouse_connect.driver.client import Client
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
+from dashboards import sql
 from dashboards.catalog import build_dashboards
 from dashboards.grafana import Dashboard, Panel
-from dashboards.runner import QueryResult, TimeRange, resolve_variables, run_query
+from dashboards.macros import expand
+from dashboards.pictures import Span, draw_heatmap, draw_lines, draw_timeline
+from dashboards.runner import TimeRange, resolve_variables, run_query, run_sql
 from modelmon.spec import ModelSpec, parse_duration
 
 logger = logging.getLogger(__name__)
@@ -41,8 +40,6 @@ PICTURES = (
     ("modelmon-fidelity", "fidelity_lateness", "lines", "fidelity-lateness"),
     ("modelmon-alerts", "alerts_timeline", "timeline", "alerts"),
 )
-STATE_COLORS = {0: "#56a64b", 1: "#f2cc0c", 2: "#e02f44"}
-STATE_NAMES = {0: "resolved", 1: "pending", 2: "firing"}
 
 
 @dataclass(frozen=True)
@@ -53,70 +50,13 @@ class Picture:
     rows: int
 
 
-def _figure() -> tuple[Figure, Any]:
-    figure = Figure(figsize=(10, 3.6), dpi=100, layout="constrained")
-    return figure, figure.add_subplot()
-
-
-def _draw_lines(result: QueryResult, thresholds: QueryResult | None, title: str, unit: str) -> Figure:
-    figure, axes = _figure()
-    label_column = next(c for c in result.columns if c not in ("time", "value"))
-    series: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
-    for row in result.rows:
-        record = dict(zip(result.columns, row, strict=True))
-        series[str(record[label_column])].append((record["time"], float(record["value"])))
-    for name, points in sorted(series.items()):
-        axes.plot([t for t, _ in points], [v for _, v in points], marker=".", linewidth=1.2, label=name)
-    for row in thresholds.rows if thresholds else []:
-        record = dict(zip(thresholds.columns, row, strict=True)) if thresholds else {}
-        axes.axhline(float(record["value"]), color="#e02f44", linestyle="--", linewidth=1)
-    if thresholds and thresholds.rows:
-        names = sorted(
-            {str(dict(zip(thresholds.columns, r, strict=True))["series"]) for r in thresholds.rows}
-        )
-        axes.plot([], [], color="#e02f44", linestyle="--", label=", ".join(names))
-    axes.set_title(title, loc="left", fontsize=11)
-    axes.set_ylabel({"percentunit": "fraction", "ms": "milliseconds"}.get(unit, unit))
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    return figure
-
-
-def _draw_heatmap(result: QueryResult, title: str) -> Figure:
-    figure, axes = _figure()
-    times = sorted({row[0] for row in result.rows})
-    features = sorted({str(row[1]) for row in result.rows})
-    grid = np.full((len(features), len(times)), np.nan)
-    for time, feature, value in result.rows:
-        grid[features.index(str(feature)), times.index(time)] = float(value)
-    image = axes.imshow(grid, aspect="auto", cmap="RdYlGn_r", interpolation="nearest", vmin=0)
-    axes.set_yticks(range(len(features)), features, fontsize=8)
-    step = max(1, len(times) // 8)
-    axes.set_xticks(
-        range(0, len(times), step), [times[i].strftime("%H:%M") for i in range(0, len(times), step)]
-    )
-    axes.set_xlabel("window start (UTC)")
-    axes.set_title(title, loc="left", fontsize=11)
-    figure.colorbar(image, ax=axes, label="drift score")
-    return figure
-
-
-def _draw_timeline(result: QueryResult, end: datetime, title: str) -> Figure:
-    figure, axes = _figure()
-    by_alert: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
-    for time, alert, value in result.rows:
-        by_alert[str(alert)].append((time, int(value)))
-    names = sorted(by_alert)
-    for index, name in enumerate(names):
-        changes = sorted(by_alert[name])
-        for (start, state), (stop, _next) in zip(changes, [*changes[1:], (end, -1)], strict=True):
-            axes.barh(index, stop - start, left=start, color=STATE_COLORS.get(state, "grey"), height=0.6)
-    axes.set_yticks(range(len(names)), names, fontsize=8)
-    handles = [Patch(color=color, label=STATE_NAMES[state]) for state, color in STATE_COLORS.items()]
-    axes.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    axes.set_title(title, loc="left", fontsize=11)
-    axes.grid(alpha=0.3, axis="x")
-    return figure
+def window_span(client: Client, model: str, time_range: TimeRange) -> Span | None:
+    """The first and last window of ``model`` in ``time_range`` (None: no windows)."""
+    sql_text = expand(sql.MODEL_WINDOW_SPAN, time_range.start, time_range.end, 1, {"model": model})
+    row = run_sql(client, sql_text).rows[0]
+    if row[0] is None or row[2] is None or row[2] <= datetime(1971, 1, 1, tzinfo=UTC):
+        return None  # max() of no rows is the epoch
+    return Span(*row)
 
 
 def _panel(dashboards: Mapping[str, Dashboard], uid: str, key: str) -> Panel:
@@ -130,6 +70,7 @@ def render_model(
     pictures: list[Picture] = []
     done: set[str] = set()
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in model)
+    span = window_span(client, model, time_range)
     for uid, key, kind, suffix in PICTURES:
         if suffix in done:
             continue
@@ -149,13 +90,16 @@ def render_model(
             if suffix != "performance":
                 pictures.append(Picture(model, panel.title, None, 0))
             continue
+        title = f"{model}: {panel.title}"
         if kind == "heatmap":
-            figure = _draw_heatmap(results[0], f"{model}: {panel.title}")
+            figure = draw_heatmap(results[0], title)
         elif kind == "timeline":
-            figure = _draw_timeline(results[0], time_range.end, f"{model}: {panel.title}")
+            figure = draw_timeline(results[0], span, time_range.end, title, prefix=f"{model} ")
         else:
             thresholds = results[1] if len(results) > 1 else None
-            figure = _draw_lines(results[0], thresholds, f"{model}: {panel.title}", panel.unit)
+            figure = draw_lines(
+                results[0], thresholds, title, panel.unit, span=span, y_min=panel.min, y_max=panel.max
+            )
         path = out_dir / f"{safe}-{suffix}.png"
         figure.savefig(path)
         done.add(suffix)

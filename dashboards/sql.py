@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from detectors.drift import methods
 from modelmon import metrics as m
 from modelmon.references import PREDICTION_FEATURE
 
@@ -121,6 +122,13 @@ def threshold_lines(rules: Mapping[tuple[str, str], float], metrics: Sequence[st
     )
 
 
+# The span of one model's windows (the report's x-axis: from the first window to the last one's end).
+MODEL_WINDOW_SPAN = (
+    "SELECT min(window_start) AS first_start, max(window_start) AS last_start, max(window_end) AS last_end "
+    f"FROM {POINTS} WHERE {STAGE2} AND model_id = '${{model}}'"
+)
+
+
 # ----------------------------------------------------------------------------------------------
 # Fleet overview
 # ----------------------------------------------------------------------------------------------
@@ -171,7 +179,39 @@ FLEET_MODEL_TABLE = (
 # ----------------------------------------------------------------------------------------------
 # Model drift
 # ----------------------------------------------------------------------------------------------
-DRIFT_SCORE_HEATMAP = feature_series(DRIFT_METRICS)
+# Drift on one scale, whatever the method: DRIFT_RATIO >= 1 where the point is past its own
+# method's line. A distance (psi, wasserstein, ...) drifts when score >= threshold: score / threshold.
+# A p-value test (chi_square, ks, ...) drifts when p < threshold, and under noise control only when
+# the BH-adjusted p < threshold and effect_size >= min_effect (detectors.drift.report): the smaller
+# of log(p) / log(threshold) (0 at p = 1, 1 at p = threshold, higher for smaller p) and
+# effect_size / min_effect. So the ratio is >= 1 exactly when the stored verdict is drift, and a
+# large chi-square statistic on a huge window with a tiny effect stays below 1. The threshold is
+# the one applied (details.threshold), else the method's default.
+P_VALUE_METHODS = tuple(name for name, method in methods().items() if method.is_p_value)
+_DEFAULT_THRESHOLDS = {name: method.default_threshold for name, method in methods().items()}
+
+
+def _detail(key: str) -> str:
+    return f"JSONExtract(details, {names([key])}, 'Nullable(Float64)')"
+
+
+_THRESHOLD = (
+    f"coalesce({_detail('threshold')}, transform(metric, [{names(_DEFAULT_THRESHOLDS)}], "
+    f"[{', '.join(repr(v) for v in _DEFAULT_THRESHOLDS.values())}], nan))"
+)
+_P_VALUE = f"coalesce({_detail('adjusted_p_value')}, {_detail('p_value')})"
+_P_RATIO = f"log(greatest({_P_VALUE}, 1e-300)) / log({_THRESHOLD})"
+_EFFECT_RATIO = f"coalesce({_detail('effect_size')} / nullIf({_detail('min_effect')}, 0), inf)"
+DRIFT_RATIO = (
+    f"if(metric IN ({names(P_VALUE_METHODS)}), least({_P_RATIO}, {_EFFECT_RATIO}), "
+    f"value / nullIf({_THRESHOLD}, 0))"
+)
+# One row per feature and window (worst segment), the model output (__prediction__) included.
+DRIFT_RATIO_HEATMAP = (
+    f"SELECT window_start AS time, feature, max({DRIFT_RATIO}) AS value FROM {POINTS} "
+    f"WHERE {MODEL} AND feature != '' AND (feature = '{PREDICTION_FEATURE}' OR {FEATURE_FILTER}) "
+    f"AND metric IN ({names(DRIFT_METRICS)}) GROUP BY time, feature ORDER BY time"
+)
 DRIFT_VERDICT_HEATMAP = feature_series(m.DRIFTED)
 DRIFT_SHARE = model_series([m.DRIFT_SHARE])
 PREDICTION_DRIFT = (
@@ -263,10 +303,20 @@ DEAD_LETTERS_BY_REASON = (
 # Alerts and retrain events (columns of sinks/migrations/0001_initial_tables.sql)
 # ----------------------------------------------------------------------------------------------
 ALERT_STATE_VALUE = "multiIf(state = 'firing', 2, state = 'pending', 1, 0)"
+# Each alert's state changes (ts is the event time of the deciding window's end), then one empty
+# (NULL) point at its model's last window end when that is later than the alert's last change: an
+# alert still pending or firing is drawn up to the end of the data, not to "now".
 ALERT_TIMELINE = (
-    "SELECT ts AS time, concat(model_id, ' ', rule, if(feature = '', '', concat(' ', feature)), "
-    f"if(segment = '', '', concat(' ', segment))) AS alert, {ALERT_STATE_VALUE} AS value "
-    "FROM alerts FINAL WHERE $__timeFilter(ts) AND model_id IN (${model}) ORDER BY time"
+    "WITH changes AS (SELECT ts AS time, model_id, concat(model_id, ' ', rule, "
+    "if(feature = '', '', concat(' ', feature)), if(segment = '', '', concat(' ', segment))) AS alert, "
+    f"toNullable({ALERT_STATE_VALUE}) AS value "
+    "FROM alerts FINAL WHERE $__timeFilter(ts) AND model_id IN (${model})) "
+    "SELECT time, alert, value FROM (SELECT time, alert, value FROM changes UNION ALL "
+    "SELECT ends.last_end AS time, c.alert AS alert, NULL AS value FROM "
+    "(SELECT model_id, alert, max(time) AS last_change FROM changes GROUP BY model_id, alert) AS c "
+    f"INNER JOIN (SELECT model_id, max(window_end) AS last_end FROM {POINTS} WHERE {STAGE2} "
+    "AND model_id IN (${model}) GROUP BY model_id) AS ends ON c.model_id = ends.model_id "
+    "WHERE ends.last_end > c.last_change) ORDER BY time, alert"
 )
 ALERTS_FIRING_NOW = (
     "SELECT since, model_id, model_version, rule, severity, metric, feature, segment, value, threshold "

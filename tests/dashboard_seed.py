@@ -87,9 +87,27 @@ def _model_points(model: str, start: datetime) -> list[MetricPoint]:
                 add("dataset_drifted", float(drift * 2.5 >= 0.5))
                 add("drifted_important_features", float(drift >= 0.2))
                 for index, feature in enumerate(features):
-                    method = "psi" if index == 0 else "chi_square"
-                    add(method, drift * (1 + index), feature, method=method, threshold=0.2)
-                    add("drifted", float(drift * (1 + index) >= 0.2), feature, method=method)
+                    # psi, a distance: drifts at score >= 0.2. chi_square, a p-value test: drifts at
+                    # p < 0.05; p = 0.05 ** (drift * 10) crosses it where drift * 2 reaches 0.2.
+                    if index == 0:
+                        add("psi", drift, feature, method="psi", threshold=0.2, p_value=None)
+                    else:
+                        p_value = 0.05 ** (drift * 10)
+                        add(
+                            "chi_square",
+                            100 * drift,
+                            feature,
+                            method="chi_square",
+                            threshold=0.05,
+                            p_value=p_value,
+                            adjusted_p_value=p_value,
+                        )
+                    add(
+                        "drifted",
+                        float(drift * (1 + index) >= 0.2),
+                        feature,
+                        method="psi" if index == 0 else "chi_square",
+                    )
                     add("missing_rate", 0.005 * (w % 5) * (1 + index), feature)
                     add("type_violation_rate", 0.001 * (w % 2), feature)
                     if index == 0:

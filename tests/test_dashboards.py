@@ -185,3 +185,62 @@ def test_unknown_macro_or_variable_is_an_error() -> None:
         expand("$__nope(x)", START, END, 1)
     with pytest.raises(MacroError, match="has no value"):
         expand("${missing}", START, END, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pictures that tell the truth (issue #14): the Grafana side of the report's fixes
+# ---------------------------------------------------------------------------------------------
+def _panel(uid: str, key_title: str) -> dict[str, Any]:
+    document = next(d for d in DOCUMENTS if d["uid"] == uid)
+    return next(p for p in document["panels"] if p["title"].startswith(key_title))
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda d: d["uid"])
+def test_panel_titles_are_unique_within_a_dashboard(document: dict[str, Any]) -> None:
+    titles = [p["title"] for p in document["panels"] if p["type"] != "row"]
+    assert len(titles) == len(set(titles)), sorted(t for t in titles if titles.count(t) > 1)
+
+
+def test_rate_panels_start_at_zero() -> None:
+    rates = [
+        (document["uid"], panel["title"])
+        for document in DOCUMENTS
+        for panel in document["panels"]
+        if panel["type"] == "timeseries" and panel["fieldConfig"]["defaults"].get("unit") == "percentunit"
+    ]
+    assert len(rates) >= 8
+    for document in DOCUMENTS:
+        for panel in document["panels"]:
+            if (document["uid"], panel["title"]) in rates:
+                assert panel["fieldConfig"]["defaults"].get("min") == 0, panel["title"]
+
+
+def test_drift_heatmap_is_score_over_threshold_on_a_fixed_scale() -> None:
+    heatmap = _panel("modelmon-drift", "Drift per feature")
+    defaults = heatmap["fieldConfig"]["defaults"]
+    assert (defaults["min"], defaults["max"]) == (0, 2)
+    steps = {step["value"]: step["color"] for step in defaults["thresholds"]["steps"]}
+    # Below the line green or yellow, from the line (1 = score at its method's threshold) on red.
+    assert steps[1.0] == "red"
+    assert all(("red" in color) == (value is not None and value >= 1) for value, color in steps.items())
+    sql = heatmap["targets"][0]["rawSql"]
+    assert "JSONExtract(details, 'threshold'" in sql and "__prediction__" in sql
+    assert "NOT IN ('', '__prediction__')" not in sql, "the model output has its row"
+
+
+def test_lateness_is_in_milliseconds_that_grafana_scales_with_distinct_quantile_styles() -> None:
+    for uid, title in (("modelmon-fidelity", "Lateness"), ("modelmon-performance", "Label delay")):
+        panel = _panel(uid, title)
+        assert panel["fieldConfig"]["defaults"]["unit"] == "ms"
+        styles = {
+            o["matcher"]["options"]: json.dumps(o["properties"]) for o in panel["fieldConfig"]["overrides"]
+        }
+        assert {".*_p95_.*", ".*_p99_.*", ".*_max_.*"} <= set(styles) and len(set(styles.values())) == 3
+
+
+def test_alert_timeline_draws_no_resolved_bars() -> None:
+    timeline = _panel("modelmon-alerts", "Alert timeline")
+    options = timeline["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert options["0"]["text"] == "resolved" and options["0"]["color"] == "transparent"
+    assert options["2"]["color"] == "red" and options["1"]["color"] == "yellow"
+    assert "max(window_end) AS last_end" in timeline["targets"][0]["rawSql"]
