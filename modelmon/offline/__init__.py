@@ -1,9 +1,10 @@
 """Offline use: compare two pandas DataFrames as the stream compares a window with its reference.
 
->>> from modelmon.offline import compare                      # doctest: +SKIP
->>> result = compare(reference_df, current_df, spec)          # doctest: +SKIP
->>> result.drift, result.performance, result.fidelity         # doctest: +SKIP
->>> result.to_html("report.html")                             # doctest: +SKIP
+    from modelmon.offline import compare
+
+    result = compare(reference_df, current_df, spec, window="1h")
+    result.drift, result.performance, result.fidelity
+    result.to_html("report.html")
 
 No Kafka and no ClickHouse server: the current rows are folded into the stream's window bundles
 and finalised by the stream's own code (:mod:`modelmon.offline.compute`), and the report is

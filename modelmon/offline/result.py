@@ -100,7 +100,9 @@ class OfflineResult:
         rows = frame[frame["metric"].isin(names) & (frame["feature"] == "")]
         wide = rows.pivot_table(index=["window_start", "segment"], columns="metric", values="value")
         ordered = [name for name in names if name in wide.columns]
-        return wide[ordered].reset_index().rename_axis(columns=None)
+        wide = wide[ordered].reset_index().rename_axis(columns=None)
+        counts = [name for name in (m.EVENTS, m.LABELS) if name in wide and wide[name].notna().all()]
+        return wide.astype(dict.fromkeys(counts, "int64"))
 
     # -- the report ---------------------------------------------------------------------------
     def save_report(self, out_dir: str | Path, *, engine: str = "chdb://memory") -> Path:
