@@ -253,3 +253,16 @@ def test_the_report_is_modelmon_reports(tmp_path: Any, clickhouse_dsn: str) -> N
     assert html.count("src='data:image/png;base64,") == 4 and ">m</h2>" in html
     single = result.to_html(tmp_path / "one.html", engine=clickhouse_dsn)
     assert single.read_text(encoding="utf-8").count("data:image/png;base64,") == 4
+
+
+def test_a_reference_frame_is_profiled_like_the_same_reference_file(tmp_path: Any) -> None:
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(
+        {"x": rng.normal(size=500), "c": rng.choice(["a", "b"], 500), "score": rng.random(500)}
+    )
+    frame.loc[::7, "x"] = None
+    frame.to_csv(tmp_path / "reference.csv", index=False)
+    spec = {"task": "binary", "features": {"x": {"type": "numerical"}, "c": {"type": "categorical"}}}
+    from_frame = compare(frame, frame, spec).reference
+    assert compare(tmp_path / "reference.csv", frame, spec).reference == from_frame
+    assert set(from_frame) == {"x", "c", "__prediction__"}

@@ -121,7 +121,7 @@ def event_rows(frame: pd.DataFrame, spec: ModelSpec, columns: Columns, now_ms: i
     values = {name: feature_values(frame[name], f.type) for name, f in spec.features.items()}
     names = list(values)
     features = [dict(zip(names, row, strict=True)) for row in zip(*values.values(), strict=True)]
-    none = [None] * n
+    none: list[Any] = [None] * n
     predictions = plain_values(frame[columns.prediction]) if columns.prediction in present else none
     labels = plain_values(frame[columns.label]) if columns.label in present else none
     label_ms = ts_ms

@@ -157,7 +157,8 @@ def infer_task(frame: pd.DataFrame, columns: Columns) -> str:
 
 def infer_positive_class(frame: pd.DataFrame, columns: Columns) -> str:
     values = _outputs(frame, columns)
-    classes = sorted({canonical_label(v) for v in values.tolist()} - {None}) if values is not None else []
+    texts = {canonical_label(v) for v in values.tolist()} if values is not None else set()
+    classes = sorted(text for text in texts if text is not None)
     if set(classes) <= {"0", "1"}:
         return "1"
     raise OfflineError(
