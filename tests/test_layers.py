@@ -1,6 +1,6 @@
 """The house's import rules, read from the source (no import runs): arrows only point down.
 
-    app shell (modelmon.app, python -m modelmon)
+    app shell (modelmon.app, python -m modelmon, modelmon.offline)
         → streams, sinks, dashboards, retrain_trigger
         → detectors
         → contract (the rest of modelmon: events, spec, settings, topics, schema, sdk, admin, references)
@@ -58,18 +58,25 @@ def module_name(file: Path, root: Path) -> str:
     return ".".join(parts)
 
 
+SHELL_MODULES = ("modelmon.app", "modelmon.__main__", "modelmon.offline")
+"""The parts of ``modelmon`` that belong to the shell: the CLI and demo (``modelmon.app``),
+``python -m modelmon``, and offline use (``modelmon.offline``: the stream's computation and the
+report on two DataFrames, so it needs detectors, streams, sinks and dashboards)."""
+
+
 def layer_of(module: str) -> str | None:
     """The layer a first-party module belongs to, or ``None`` for third-party modules.
 
-    >>> names = ("modelmon.spec", "modelmon.app.cli", "modelmon.__main__", "streams.run", "numpy")
-    >>> [layer_of(name) for name in names]
-    ['contract', 'app', 'app', 'streams', None]
+    >>> names = ("modelmon.spec", "modelmon.app.cli", "modelmon.__main__", "modelmon.offline.compute")
+    >>> [layer_of(name) for name in (*names, "modelmon.offline_x", "streams.run", "numpy")]
+    ['contract', 'app', 'app', 'app', 'contract', 'streams', None]
     """
     top = module.split(".")[0]
     if top not in PACKAGES:
         return None
     if top == "modelmon":
-        return "app" if module.startswith(("modelmon.app", "modelmon.__main__")) else "contract"
+        shell = any(module == name or module.startswith(name + ".") for name in SHELL_MODULES)
+        return "app" if shell else "contract"
     return top
 
 
