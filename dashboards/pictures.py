@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -87,7 +87,7 @@ def _time_axis(axes: Axes, limits: tuple[datetime, datetime] | None) -> None:
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     if limits:
-        axes.set_xlim(*limits)
+        axes.set_xlim(date2num(limits[0]), date2num(limits[1]))
 
 
 def _records(result: Any) -> list[dict[str, Any]]:
@@ -121,7 +121,7 @@ def draw_lines(
         label, scale = time_unit(max((abs(v) for v in values), default=0.0))
     for index, (name, points) in enumerate(sorted(series.items())):
         axes.plot(
-            [t for t, _ in points],
+            date2num([t for t, _ in points]),
             [v / scale for _, v in points],
             linestyle=LINE_STYLES[index % len(LINE_STYLES)],
             marker=MARKERS[index % len(MARKERS)],
@@ -240,12 +240,21 @@ def draw_timeline(result: Any, span: Span | None, end: datetime, title: str, *, 
         row = names.index(bar.alert)
         length = max(bar.stop - bar.start, width / 200)  # an alert that fired at the very end shows
         if bar.kind == "cleared":
-            axes.barh(row, length, left=bar.start, height=0.5, color="none", edgecolor=PENDING, hatch="///")
+            axes.barh(
+                row,
+                days(length),
+                left=date2num(bar.start),
+                height=0.5,
+                color="none",
+                edgecolor=PENDING,
+                hatch="///",
+            )
         else:
             color = FIRING if bar.kind == "firing" else PENDING
-            axes.barh(row, length, left=bar.start, height=0.6 if bar.kind == "firing" else 0.4, color=color)
+            height = 0.6 if bar.kind == "firing" else 0.4
+            axes.barh(row, days(length), left=date2num(bar.start), height=height, color=color)
     for alert, time in resolutions:
-        axes.plot([time], [names.index(alert)], marker="|", markersize=14, color=RESOLVED, mew=2.5)
+        axes.plot(date2num([time]), [names.index(alert)], marker="|", markersize=14, color=RESOLVED, mew=2.5)
     labels = [name.removeprefix(prefix) for name in names]
     axes.set_yticks(range(len(names)), labels, fontsize=8)
     axes.set_ylim(-0.7, len(names) - 0.3)
@@ -260,3 +269,12 @@ def draw_timeline(result: Any, span: Span | None, end: datetime, title: str, *, 
     axes.grid(alpha=0.3, axis="x")
     _time_axis(axes, (begin - width * 0.01, stop + width * 0.01))
     return figure
+
+
+def days(span: timedelta) -> float:
+    """A duration in matplotlib's date units (days), for bar widths on a date axis.
+
+    >>> days(timedelta(hours=6))
+    0.25
+    """
+    return span / timedelta(days=1)
