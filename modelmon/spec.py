@@ -82,7 +82,10 @@ class ReferenceSpec(_Spec):
     """Where the drift reference comes from."""
 
     source: Literal["file", "first_n", "first_period", "rolling"] = "first_n"
-    path: str | None = Field(default=None, description="CSV or Parquet file (source: file).")
+    path: str | None = Field(
+        default=None,
+        description="CSV or Parquet file (source: file); a relative path is relative to the spec file.",
+    )
     n: int = Field(default=5000, ge=10, description="Events in the reference (source: first_n).")
     period: str = Field(default="1h", description="Length of the first period (source: first_period).")
 
@@ -346,6 +349,11 @@ def load_spec_file(path: Path) -> list[ModelSpec]:
 
 def load_specs(path: Path | str) -> dict[str, ModelSpec]:
     """Load every spec from a YAML file or a directory of ``*.yaml``/``*.yml``, keyed by model id."""
+    return {model_id: spec for model_id, (spec, _) in load_specs_with_files(path).items()}
+
+
+def load_specs_with_files(path: Path | str) -> dict[str, tuple[ModelSpec, Path]]:
+    """As :func:`load_specs`, with the file each spec was read from."""
     root = Path(path)
     if root.is_dir():
         files = sorted([*root.glob("*.yaml"), *root.glob("*.yml")])
@@ -366,4 +374,21 @@ def load_specs(path: Path | str) -> dict[str, ModelSpec]:
                 )
             specs[spec.model_id] = spec
             origin[spec.model_id] = file
-    return specs
+    return {model_id: (spec, origin[model_id]) for model_id, spec in specs.items()}
+
+
+def reference_file(spec: ModelSpec, spec_file: Path) -> Path | None:
+    """The spec's ``reference.path``, a relative one resolved against the spec file's directory.
+
+    Only the CLI reads the file (``modelmon reference load``, ``modelmon spec check``); parsing a
+    spec never checks that it exists, since workers do not need it.
+
+    >>> spec = parse_spec({"model_id": "m", "task": "binary", "features": {"x": {"type": "numerical"}},
+    ...                    "reference": {"source": "file", "path": "../data/train.csv"}})
+    >>> reference_file(spec, Path("/srv/models/m.yaml"))
+    PosixPath('/srv/models/../data/train.csv')
+    """
+    if not spec.reference.path:
+        return None
+    path = Path(spec.reference.path).expanduser()
+    return path if path.is_absolute() else spec_file.parent / path

@@ -63,6 +63,27 @@ Publish = Callable[[str, str, ReferenceProfile, str], Any]
 """``publish(model_id, version, profile, source)``, blocking; raises when not delivered."""
 
 
+def waiting_for_reference(spec: ModelSpec, events: int, covered_ms: int = 0) -> str:
+    """What a model version without a reference waits for (the worker logs it, `modelmon status` shows it).
+
+    >>> from modelmon.spec import parse_spec
+    >>> spec = parse_spec({"model_id": "m", "task": "binary", "features": {"x": {"type": "numerical"}}})
+    >>> waiting_for_reference(spec, 1234)
+    'no reference yet: 1,234 of 5,000 events (first_n)'
+    >>> spec.reference.source, spec.reference.period = "first_period", "2h"
+    >>> waiting_for_reference(spec, 10, covered_ms=25 * 60_000)
+    'no reference yet: 25m of 2h of events (first_period)'
+    """
+    reference = spec.reference
+    if reference.source == "first_n":
+        return f"no reference yet: {events:,} of {reference.n:,} events (first_n)"
+    if reference.source == "first_period":
+        minutes = covered_ms // 60_000
+        covered = f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+        return f"no reference yet: {covered} of {reference.period} of events (first_period)"
+    return f"no reference yet: file {reference.path or '(no path)'} not loaded"
+
+
 @dataclass(frozen=True)
 class WindowPart:
     """What a reference needs of one closed window: its event count and feature/output aggregates."""
@@ -206,16 +227,24 @@ class AutoReferenceBuilder:
         self.max_categories = max_categories
         self.progress: dict[tuple[str, str], VersionProgress] = {}
         self.done: set[tuple[str, str]] = set()
+        self.announced: set[tuple[str, str]] = set()
+        """Versions whose missing reference was logged (once per version and process)."""
         self.stats = AutoReferenceStats()
 
     def wants(self, key: BundleKey, reference_id: str) -> bool:
         """Whether a closed window of ``key`` (binned on ``reference_id``) counts towards a reference."""
         spec = self.specs.get(key.model_id)
-        if spec is None or spec.reference.source not in AUTOMATIC_SOURCES:
-            return False
-        if key.segment or reference_id:  # segments repeat the whole-model window; a reference exists
-            return False
+        if spec is None or key.segment or reference_id:
+            return False  # segments repeat the whole-model window; a reference exists
         version = (key.model_id, key.model_version)
+        if spec.reference.source not in AUTOMATIC_SOURCES:
+            if version not in self.announced and self.ready() and self.references(*version) is None:
+                self.announced.add(version)
+                log.info(
+                    "model %s version %s: %s; drift starts after `modelmon reference load %s`",
+                    *version, waiting_for_reference(spec, 0), key.model_id,
+                )  # fmt: skip
+            return False
         if version in self.done:
             return False
         if self.references(*version) is not None:
@@ -235,6 +264,16 @@ class AutoReferenceBuilder:
             self._seed(version, progress)
         progress.parts[key.window_start_ms] = WindowPart.of(bundle)
         self.stats.windows_seen += 1
+        if version not in self.announced and self.ready():
+            self.announced.add(version)
+            parts = progress.parts.values()
+            covered = max(p.start_ms + p.window_ms for p in parts) - min(p.start_ms for p in parts)
+            waiting = waiting_for_reference(self.specs[key.model_id], sum(p.events for p in parts), covered)
+            log.info(
+                "model %s version %s: %s; drift starts when it is complete, or run "
+                "`modelmon reference load %s`",
+                *version, waiting, key.model_id,
+            )  # fmt: skip
 
     def _seed(self, version: tuple[str, str], progress: VersionProgress) -> None:
         """Add the version's whole-model windows saved (closed) before, unbinned ones only."""

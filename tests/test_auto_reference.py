@@ -347,3 +347,36 @@ def test_reference_windows_needs_enough_events_or_a_finished_period() -> None:
 def test_rolling_references_are_rejected_at_spec_load() -> None:
     with pytest.raises(SpecError, match=r"'rolling'.*not supported yet; use first_n, first_period or file"):
         make_spec(source="rolling")
+
+
+def test_a_version_without_a_reference_is_logged_once_with_its_progress(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spec = make_spec(source="first_n", n=5000)
+    doubles = Doubles(spec)
+    builder = doubles.builder()
+    with caplog.at_level("INFO", logger="streams.auto_reference"):
+        for w in range(3):
+            doubles.close(builder, window_bundle(spec, w, make_rows(w, 100 + w, seed=w)))
+    waiting = [r.getMessage() for r in caplog.records if "no reference yet" in r.getMessage()]
+    assert waiting == [
+        "model m version 1: no reference yet: 100 of 5,000 events (first_n); drift starts when it is "
+        "complete, or run `modelmon reference load m`"
+    ]
+    assert [r.levelname for r in caplog.records if "no reference yet" in r.getMessage()] == ["INFO"]
+
+
+def test_a_file_reference_not_loaded_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    spec = make_spec(source="file", path="train.csv")
+    doubles = Doubles(spec)
+    builder = doubles.builder()
+    with caplog.at_level("INFO", logger="streams.auto_reference"):
+        for w in range(2):
+            doubles.close(builder, window_bundle(spec, w, make_rows(w, 50, seed=w)))
+        doubles.catalog[("m", "1")] = expected_profile(spec, make_rows(0, 50, seed=0), "score")
+        doubles.close(builder, window_bundle(spec, 2, make_rows(2, 50, seed=2)))
+    assert [r.getMessage() for r in caplog.records] == [
+        "model m version 1: no reference yet: file train.csv not loaded; drift starts after "
+        "`modelmon reference load m`"
+    ]
+    assert doubles.published == [] and builder.progress == {}

@@ -153,3 +153,47 @@ def test_missing_spec_path_exits_2(tmp_path: Path) -> None:
     result = run("spec", "check", str(tmp_path / "absent"))
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {tmp_path / 'absent'}: no such file or directory")
+
+
+def test_spec_check_fails_when_the_reference_file_is_missing(tmp_path: Path) -> None:
+    path = write_spec(tmp_path / "models", reference={"source": "file", "path": "../data/train.csv"})
+    result = run("spec", "check", str(path.parent))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    expected = tmp_path / "models" / ".." / "data" / "train.csv"
+    assert result.stderr.startswith(
+        f"error: {path}: field 'reference.path': '../data/train.csv' is not a file: {expected} "
+    )
+    assert "Traceback" not in result.output
+
+
+def test_spec_check_names_the_reference_file_relative_to_the_spec(tmp_path: Path) -> None:
+    path = write_spec(tmp_path / "models", reference={"source": "file", "path": "../data/train.csv"})
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text("tenure\n1\n")
+    result = run("spec", "check", env={"MODELMON_MODELS_PATH": str(path.parent)})
+    assert result.exit_code == 0, result.output
+    expected = tmp_path / "models" / ".." / "data" / "train.csv"
+    assert result.stdout == f"ok  churn: binary, 1 features, 0 rules, reference {expected}\n"
+
+
+# -- reference load without FILE ------------------------------------------------------------------
+
+
+def test_reference_load_without_file_and_without_reference_path_exits_2(tmp_path: Path) -> None:
+    path = write_spec(tmp_path / "models")
+    result = run("reference", "load", "churn", env={"MODELMON_MODELS_PATH": str(path.parent)})
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: no FILE given and {path} has no reference.path: run `modelmon reference load churn "
+        "FILE`, or set reference.path in the spec\n"
+    )
+
+
+def test_reference_load_names_the_missing_reference_path(tmp_path: Path) -> None:
+    path = write_spec(tmp_path / "models", reference={"source": "file", "path": "train.csv"})
+    result = run("reference", "load", "churn", env={"MODELMON_MODELS_PATH": str(path.parent)})
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {path}: reference.path 'train.csv' is not a file: {path.parent / 'train.csv'}\n"
+    )

@@ -225,6 +225,26 @@ def test_demo_writes_the_report(demo_run: dict[str, Any]) -> None:
 
 
 @pytest.mark.integration
+def test_the_printed_status_command_reads_the_demo_data(demo_run: dict[str, Any]) -> None:
+    status, report = json.loads(demo_run["result"].stdout)["commands"]
+    assert report.startswith(status.rsplit(" modelmon", 1)[0]) and " modelmon report --since " in report
+    *assignments, program, command = status.split()
+    assert (program, command) == ("modelmon", "status")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELMON_")}
+    env |= dict(assignment.split("=", 1) for assignment in assignments)
+    result = subprocess.run(
+        [sys.executable, "-m", "modelmon", command, "--json"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = {row["model_id"]: row for row in json.loads(result.stdout)["models"]}
+    assert set(rows) == set(SPECS)
+    for row in rows.values():  # the demo loads a reference file per model before its traffic
+        assert row["events"] and row["compared"] and row["reference"]["state"] == "loaded", row
+        assert row["reference"]["source"].startswith("file:")
+
+
+@pytest.mark.integration
 def test_demo_sends_signed_alerts_and_retrain_requests_to_the_webhook(demo_run: dict[str, Any]) -> None:
     requests = demo_run["requests"]
     kinds = Counter(json.loads(r.body)["kind"] for r in requests)

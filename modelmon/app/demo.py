@@ -31,7 +31,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 
-from modelmon.app.demo_summary import alert_transitions, collect_summary, print_summary, read_progress
+from modelmon.app.demo_summary import (
+    alert_transitions,
+    collect_summary,
+    follow_up_commands,
+    print_summary,
+    read_progress,
+)
 from modelmon.app.demo_view import live_view, print_plan, timeline
 from modelmon.app.producer import ScenarioProgress, produce_scenario
 from modelmon.app.scenario import Injection, Scenario, write_training_file
@@ -320,6 +326,7 @@ def run_demo(config: DemoConfig) -> int:
         )
         since = datetime.now(UTC) - scenario.origin + timedelta(minutes=5)
         summary["report"] = _write_report(client, specs, workdir / "report", since, console)
+        summary["commands"] = follow_up_commands(workdir, config.models_path, since)
     if config.as_json:
         print(json.dumps(summary, default=str))
     else:
@@ -334,6 +341,9 @@ def run_demo(config: DemoConfig) -> int:
         )
         if summary["report"]:
             console.print(f"Report (drift, performance, fidelity, alerts): [bold]{summary['report']}[/]")
+        console.print("Look at this data again (the demo's own ClickHouse; `.venv/bin/` if not on PATH):")
+        for command in summary["commands"]:
+            console.print(f"  {command}", highlight=False, markup=False, soft_wrap=True)
     return 0 if ok else 1
 
 

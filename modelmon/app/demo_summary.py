@@ -1,9 +1,12 @@
-"""What the demo and `modelmon status` read back from ClickHouse: progress, alerts, retrain requests."""
+"""What the demo reads back from ClickHouse (progress, alerts, retrain requests) and how to look again."""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -210,3 +213,25 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         )
         for evidence in request["evidence"]:
             console.print(f"  evidence  {_evidence_line(evidence)}", highlight=False, markup=False)
+
+
+def follow_up_commands(
+    workdir: Path, models_path: Path, since: timedelta, cwd: Path | None = None
+) -> list[str]:
+    """The `status` and `report` commands that read the demo's data (its own embedded ClickHouse).
+
+    >>> follow_up_commands(Path("/srv/.modelmon/demo"), Path("models"), timedelta(minutes=44), Path("/srv"))
+    ['MODELMON_CLICKHOUSE_DSN=chdb://./.modelmon/demo/clickhouse modelmon status', \
+'MODELMON_CLICKHOUSE_DSN=chdb://./.modelmon/demo/clickhouse modelmon report --since 2h']
+    """
+    cwd = cwd or Path.cwd()
+
+    def shown(path: Path) -> str:
+        path = path if path.is_absolute() else cwd / path
+        return f"./{path.relative_to(cwd)}" if path.is_relative_to(cwd) else str(path)
+
+    env = f"MODELMON_CLICKHOUSE_DSN=chdb://{shown(workdir / 'clickhouse')}"
+    if (models_path if models_path.is_absolute() else cwd / models_path) != cwd / "models":
+        env += f" MODELMON_MODELS_PATH={shown(models_path)}"  # status reads the specs' reference settings
+    hours = math.ceil(since / timedelta(hours=1)) + 1  # room for looking again a little later
+    return [f"{env} modelmon status", f"{env} modelmon report --since {hours}h"]

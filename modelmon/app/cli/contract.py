@@ -40,17 +40,30 @@ def spec() -> None:
 @spec.command("check")
 @click.argument("path", type=click.Path(path_type=Path), required=False)
 def spec_check(path: Path | None) -> None:
-    """Validate model specs (default: MODELMON_MODELS_PATH)."""
-    from modelmon.spec import SpecError, load_specs
+    """Validate model specs (default: MODELMON_MODELS_PATH), and that each reference file exists."""
+    from modelmon.spec import SpecError, load_specs_with_files, reference_file
     from streams.change import check_change_spec
 
     try:
-        specs = load_specs(path or settings().models_path)
-        for model in specs.values():
+        specs = load_specs_with_files(path or settings().models_path)
+        for model, _ in specs.values():
             check_change_spec(model)  # detector settings: checked where the worker would refuse them
     except SpecError as error:
         fail(str(error))
-    for model_id, model in specs.items():
+    missing = []
+    for model, origin in specs.values():
+        file = reference_file(model, origin)
+        if file is not None and not file.is_file():
+            missing.append(
+                f"{origin}: field 'reference.path': {model.reference.path!r} is not a file: {file} "
+                "(a relative path is relative to the spec file; fix the path or create the file)"
+            )
+    if missing:
+        fail("\n".join(missing))
+    for model_id, (model, origin) in specs.items():
+        file = reference_file(model, origin)
+        reference = f", reference {file}" if file is not None else ""
         click.echo(
-            f"ok  {model_id}: {model.task.value}, {len(model.features)} features, {len(model.alerts)} rules"
+            f"ok  {model_id}: {model.task.value}, {len(model.features)} features, "
+            f"{len(model.alerts)} rules{reference}"
         )

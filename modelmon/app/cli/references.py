@@ -16,18 +16,23 @@ def reference() -> None:
 
 @reference.command("load")
 @click.argument("model")
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path), required=False)
 @click.option("--version", "model_version", default="1", show_default=True, help="Model version.")
 @click.option("--sample-size", type=click.IntRange(min=1), default=4096, show_default=True)
 @click.option("--no-store", is_flag=True, help="Only publish to Kafka; do not write to ClickHouse.")
-def reference_load(model: str, file: Path, model_version: str, sample_size: int, no_store: bool) -> None:
-    """Profile FILE (CSV or Parquet) as the reference of MODEL; publish it and store it in ClickHouse."""
+def reference_load(
+    model: str, file: Path | None, model_version: str, sample_size: int, no_store: bool
+) -> None:
+    """Profile FILE (CSV or Parquet) as the reference of MODEL; publish it and store it in ClickHouse.
+
+    Without FILE: the spec's reference.path (relative to the spec file).
+    """
     from confluent_kafka import KafkaException
 
     from detectors.profiles.files import ReferenceFileError, load_reference_file
     from modelmon.admin import TopicAdminError
     from modelmon.app.startup import wait_for_kafka
-    from modelmon.spec import SpecError, load_specs
+    from modelmon.spec import SpecError, load_specs_with_files, reference_file
     from sinks.clickhouse import ClickHouseError, describe
     from sinks.references import store_reference_at
     from streams.references import ReferencePublishError, publish_reference
@@ -35,18 +40,28 @@ def reference_load(model: str, file: Path, model_version: str, sample_size: int,
     config = settings()
     setup_logging("warning")
     try:
-        specs = load_specs(config.models_path)
+        specs = load_specs_with_files(config.models_path)
         if model not in specs:
             fail(f"unknown model {model!r} in {config.models_path}; known: {', '.join(sorted(specs))}")
-        loaded = load_reference_file(file, specs[model], sample_size=sample_size)
+        spec, origin = specs[model]
+        if file is None:
+            file = reference_file(spec, origin)
+            if file is None:
+                fail(
+                    f"no FILE given and {origin} has no reference.path: "
+                    f"run `modelmon reference load {model} FILE`, or set reference.path in the spec"
+                )
+            if not file.is_file():
+                fail(f"{origin}: reference.path {spec.reference.path!r} is not a file: {file}")
+        loaded = load_reference_file(file, spec, sample_size=sample_size)
     except (SpecError, ReferenceFileError) as error:
         fail(str(error))
     click.echo(f"reference of {model} version {model_version} from {file}: {loaded.rows} rows")
     for name, feature in loaded.profile.items():
         column = loaded.columns[name]
-        origin = f" (column {column})" if column != name else ""
+        renamed = f" (column {column})" if column != name else ""
         counts = f"{feature.count} present, {feature.missing} missing"
-        click.echo(f"  {name:<24} {feature.kind:<12} {counts}{origin}")
+        click.echo(f"  {name:<24} {feature.kind:<12} {counts}{renamed}")
     if loaded.ignored:
         click.echo(f"  ignored columns: {', '.join(loaded.ignored)}")
     topic, bootstrap, source = config.topics.reference_profiles, config.kafka_bootstrap, loaded.source

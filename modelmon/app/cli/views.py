@@ -11,12 +11,42 @@ from modelmon.app.cli.base import cli, fail, settings, warn
 
 
 @cli.command()
-def status() -> None:
-    """Show what is stored in ClickHouse: events per model, dead letters by reason."""
-    from modelmon.app.cli.failures import stored_client
-    from modelmon.app.demo import collect_summary, print_summary
+@click.option("--model", "model_id", default=None, help="One model in detail: drift per feature, alerts.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+def status(model_id: str | None, as_json: bool) -> None:
+    """Each model's latest window: events, accuracy or MAE, drift, firing alerts, reference."""
+    import json
 
-    print_summary(collect_summary(stored_client(settings(), "status")), Console())
+    from modelmon.app.cli.failures import stored_client
+    from modelmon.app.status import MissingTables, check_tables, collect_status, model_detail
+    from modelmon.app.status_view import print_detail, print_status
+    from modelmon.spec import SpecError, load_specs
+    from sinks.clickhouse import describe
+
+    config = settings()
+    target = describe(config.clickhouse_dsn)
+    notes = []
+    try:
+        specs = load_specs(config.models_path)
+    except SpecError as error:  # status still shows what is stored; the specs only add reference goals
+        specs, notes = {}, [f"specs not read: {str(error).splitlines()[0]}"]
+    client = stored_client(config, "status")  # connection errors and an empty database: one line, exit 1
+    try:
+        if model_id is None:
+            result = collect_status(client, specs, target) | {"notes": notes}
+        else:
+            check_tables(client)
+            result = model_detail(client, model_id, specs.get(model_id))
+    except MissingTables as error:
+        fail(f"{target} lacks modelmon tables ({error}): run `modelmon migrate` with this ClickHouse DSN")
+    if result is None:
+        fail(f"no metrics of model {model_id!r} in {target} (`modelmon status` lists the models)")
+    if as_json:
+        click.echo(json.dumps(result, default=str))
+    elif model_id is None:
+        print_status(result, Console())
+    else:
+        print_detail(result, Console())
 
 
 @cli.command()
