@@ -1,5 +1,6 @@
-"""docs/plug-in.md, run: its marked blocks in a fresh directory, against the embedded broker and a worker
-with its sink, as a user would type them (`modelmon` on PATH, default models path and ClickHouse DSN)."""
+"""The README's "Plug in your model", run: its marked blocks in a fresh directory, against the
+embedded broker and a worker with its sink, as a user would type them (`modelmon` on PATH, default
+models path and ClickHouse DSN)."""
 
 from __future__ import annotations
 
@@ -24,14 +25,21 @@ from tests.workers import WorkerProcess, make_settings, wait_until
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "plug-in.md"
+README = ROOT / "README.md"
 BLOCK = re.compile(r"<!-- plug-in: (\w+) -->\n```(sh|python)\n(.*?)```", re.S)
 PREDICTIONS = 3000
 
 
+def section() -> str:
+    """The README's section "Plug in your model", up to the next section."""
+    text = README.read_text()
+    start = text.index("\n## Plug in your model\n")
+    return text[start : text.index("\n## ", start + 1)]
+
+
 def blocks(phase: str) -> list[tuple[str, str]]:
-    found = [(lang, code) for step, lang, code in BLOCK.findall(DOC.read_text()) if step == phase]
-    assert found, f"no block marked plug-in: {phase} in {DOC}"
+    found = [(lang, code) for step, lang, code in BLOCK.findall(section()) if step == phase]
+    assert found, f"no block marked plug-in: {phase} in the README's section 'Plug in your model'"
     return found
 
 
