@@ -15,18 +15,15 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import click
 import orjson
 import pytest
-import yaml
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from modelmon.admin import ensure_topics
 from modelmon.app.broker import EmbeddedBroker
 from modelmon.events import DeadLetter, GroundTruthEvent, PredictionEvent, model_to_json
-from modelmon.spec import load_specs, parse_spec
 from modelmon.topics import Topics
 from sinks.clickhouse import Client
 from streams.validation import InvalidEvent, RawMessage, check_against_spec, dead_letter, parse_event
@@ -85,36 +82,7 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Messag
 # -- README ---------------------------------------------------------------------------------------
 
 
-def test_readme_model_spec_is_a_valid_spec() -> None:
-    spec = parse_spec(yaml.safe_load(block_with(README, "yaml", "model_id:")))
-    shipped = load_specs(ROOT / "models")[spec.model_id]
-    assert set(spec.features) <= set(shipped.features), "the README's model is the shipped example's subset"
-
-
-@pytest.mark.integration
-def test_readme_sdk_snippet_logs_a_prediction_and_its_label_to_one_partition(
-    kafka_broker: EmbeddedBroker, topic_prefix: str
-) -> None:
-    code = block_with(README, "python", "MonitorClient")
-    literal = 'MonitorClient("localhost:9092")'
-    assert literal in code, "the test swaps this address for the test broker's"
-    topics = Topics(topic_prefix)
-    ensure_topics(kafka_broker.bootstrap, [topics.predictions, topics.ground_truth], partitions=4)
-    namespace: dict[str, Any] = {"BOOTSTRAP": kafka_broker.bootstrap, "PREFIX": topic_prefix}
-    exec(code.replace(literal, "MonitorClient(BOOTSTRAP, topic_prefix=PREFIX)"), namespace)
-
-    predictions = read_topic(kafka_broker.bootstrap, topics.predictions)
-    labels = read_topic(kafka_broker.bootstrap, topics.ground_truth)
-    assert len(predictions) == 1 and len(labels) == 1
-    pid = namespace["pid"]
-    prediction = PredictionEvent.model_validate_json(predictions[0].value() or b"")
-    label = GroundTruthEvent.model_validate_json(labels[0].value() or b"")
-    assert prediction.prediction_id == label.prediction_id == pid
-    assert predictions[0].key() == labels[0].key() == pid.encode()
-    assert predictions[0].partition() == labels[0].partition(), "a label must meet its prediction"
-    # The shipped example spec accepts it: the worker would count it, not dead-letter it.
-    check_against_spec(prediction, load_specs(ROOT / "models"))
-    assert label.model_id == prediction.model_id
+# The README's spec and SDK snippet are run end to end by tests/test_plug_in.py ("Plug in your model").
 
 
 def documented_commands(path: Path) -> list[list[str]]:
