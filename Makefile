@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench bench-detectors bench-pipeline bench-decode bench-detection chaos install clean
+.PHONY: demo test lint typecheck bench bench-detectors bench-pipeline bench-decode bench-detection bench-estimation chaos install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench-decode: $(STAMP)
 
 bench-detection: $(STAMP)
 	$(BIN)/python bench/bench_detection.py --json bench/results/detection.json
+
+bench-estimation: $(STAMP)
+	bash bench/setup_peers.sh && $(BIN)/python bench/bench_estimation.py
 
 clean:
 	rm -rf $(VENV) .modelmon .pytest_cache .ruff_cache .mypy_cache reports

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create bench/.venv-whylogs and bench/.venv-evidently, each from its requirements file.
+# Create bench/.venv-whylogs, bench/.venv-evidently and bench/.venv-nannyml, each from its requirements file.
 #
 # Each peer lives in its own venv because its pins clash with the project's (whylogs 1.6.4 needs
 # numpy<2, Evidently 0.7 needs pandas<3). Idempotent: a venv is rebuilt only when its
@@ -33,6 +33,7 @@ setup_peer() {
 
 setup_peer whylogs
 setup_peer evidently
+setup_peer nannyml
 # A peer that cannot install must not stop `make bench` from measuring modelmon.
 if [[ "${SETUP_PEERS_STRICT:-0}" == "1" ]]; then
     exit "$status"
