@@ -18,12 +18,14 @@ from dashboards.panels import (
     FRACTION,
     QUANTILE_STYLES,
     STATE_MAPPINGS,
+    estimate_panel,
     model_variables,
     stat_panel,
     table_panel,
     threshold_queries,
     timeseries_panel,
 )
+from modelmon import metrics as m
 from modelmon.spec import ModelSpec
 
 
@@ -227,11 +229,14 @@ def model_performance(thresholds: Mapping[tuple[str, str], float]) -> Dashboard:
         timeseries_panel(
             "Events and labels per second", sql.EVENTS_AND_LABELS, unit="reqps", key="perf_events"
         ),
+        row("Estimated vs realized: performance before the labels arrive (classification)"),
+        *(estimate_panel(metric, thresholds) for metric in m.ESTIMATED_METRICS),
     ]
     return Dashboard(
         "modelmon-performance",
         "modelmon / Model performance",
-        "Realised performance per window, version and segment, from the ground truth joined so far; "
+        "Realised performance per window, version and segment, from the ground truth joined so far, "
+        "and the performance estimated from the scores before labels exist (with its band); "
         "dashed lines are the alert thresholds of the model spec, markers the retrain requests.",
         panels,
         variables=model_variables(feature=False),

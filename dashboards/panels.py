@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from dashboards import sql
 from dashboards.grafana import Panel, Query, Variable
+from modelmon import metrics as m
 
 FRACTION = "percentunit"
 # Drift score ÷ its method's threshold (dashboards.sql.DRIFT_RATIO), one fixed scale for every
@@ -149,3 +150,44 @@ def threshold_queries(thresholds: Mapping[tuple[str, str], float], metrics: tupl
     """The alert-threshold line query for ``metrics`` (none when no threshold applies)."""
     line = sql.threshold_lines(thresholds, metrics)
     return [Query(line, ref_id="T")] if line else []
+
+
+def _series(name: str, color: str, **custom: object) -> dict[str, object]:
+    properties: list[dict[str, object]] = [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}]
+    properties += [{"id": f"custom.{key}", "value": value} for key, value in custom.items()]
+    return {"matcher": {"id": "byName", "options": name}, "properties": properties}
+
+
+# The series of ``sql.estimate_series``: the band is the area between its two ends (fillBelowTo),
+# the estimate a blue line, the realized value green with points, the estimation error orange bars.
+ESTIMATE_STYLES = [
+    _series("band upper", "blue", fillBelowTo="band lower", fillOpacity=18, lineWidth=0),
+    _series("band lower", "blue", fillOpacity=0, lineWidth=0),
+    _series("estimated", "blue", lineWidth=2, lineStyle={"fill": "dash", "dash": [8, 4]}),
+    _series("realized", "green", lineWidth=2, showPoints="always", pointSize=7),
+    _series("estimation error", "orange", drawStyle="bars", fillOpacity=60, lineWidth=1),
+]
+ESTIMATE_TITLES = {"precision": "precision", "recall": "recall", "f1": "F1", "roc_auc": "ROC AUC"}
+
+
+def estimate_panel(metric: str, thresholds: Mapping[tuple[str, str], float]) -> Panel:
+    """Estimated vs realized ``metric`` for one version (repeated per version), with the 95 % band."""
+    name = ESTIMATE_TITLES.get(metric, metric)
+    return timeseries_panel(
+        f"Estimated vs realized {name} (v${{version}})",
+        sql.ESTIMATED[metric],
+        unit=FRACTION,
+        min=0,
+        max=1,
+        width=24,
+        height=7,
+        repeat="version",
+        task="classification",
+        key=f"perf_estimated_{metric}",
+        styles=ESTIMATE_STYLES,
+        extra=threshold_queries(thresholds, (metric, m.estimated(metric))),
+        description=f"Whole model. Blue dashed: {name} estimated from the calibrated scores, before "
+        "labels exist, in its shaded 95 % sampling band; green with points: the realized value, "
+        "once the window's labels arrived (a window with blue and no green has no labels yet); "
+        "orange bars: |estimated - realized|. Dashed red: alert thresholds of the spec.",
+    )

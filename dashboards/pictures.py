@@ -11,6 +11,9 @@ Each ``draw_*`` takes the rows of a panel's own query (``dashboards.sql``) and r
 * each series of a line panel has its own colour, line style and marker (hollow markers of
   decreasing size, so series lying on top of each other stay visible);
 * a rate's axis starts at 0, with a top of at least 5 % when every value is 0;
+* estimated vs realized: the estimate's 95 % band shaded, the estimate a dashed line, the realized
+  value a solid line with filled markers; windows known only by their estimate (no labels yet) are
+  hatched, so a missing realized point reads as "not yet", not as "no change";
 * alert bars run from pending/fired to resolved (or to the model's last window end), a pending
   episode that cleared before firing is hatched, a resolution is a tick, not a bar;
 * the x-axis spans the model's windows (``Span``), padded so one window is not a range of years.
@@ -38,6 +41,7 @@ from modelmon.references import PREDICTION_FEATURE
 RATIO_MAX = 2.0  # the heatmap's colour scale is 0 .. RATIO_MAX, the drift line at 1
 RATIO_CMAP = "RdYlGn_r"  # diverging around the line: green below, yellow at, red past it
 FIRING, PENDING = "#e02f44", "#f2cc0c"
+ESTIMATE, REALIZED, UNLABELLED = "#1f60c4", "#37872d", "#b4b4b4"
 RESOLVED = "#37872d"
 # (unit, milliseconds per unit), smallest first; a duration is shown in the largest unit its
 # biggest value reaches, so the axis reads 0..38 minutes rather than 0..2.3e6 ms.
@@ -278,3 +282,65 @@ def days(span: timedelta) -> float:
     0.25
     """
     return span / timedelta(days=1)
+
+
+def estimate_arrays(result: Any) -> tuple[list[datetime], dict[str, np.ndarray]]:
+    """Window starts and one array per series of ``sql.estimate_series`` rows (NaN: no point)."""
+    times = sorted({row[0] for row in result.rows})
+    arrays: dict[str, np.ndarray] = defaultdict(lambda: np.full(len(times), np.nan))
+    for time, series, value in result.rows:
+        if value is not None:
+            arrays[str(series)][times.index(time)] = float(value)
+    names = ("estimated", "band lower", "band upper", "realized", "estimation error")
+    return times, {name: arrays[name] for name in names}
+
+
+def draw_estimate(
+    result: Any, thresholds: Any | None, title: str, metric: str, *, span: Span | None = None
+) -> Figure:
+    """The estimate in its shaded band, the realized value, and the windows that have no labels yet."""
+    figure, axes = _figure()
+    times, series = estimate_arrays(result)
+    x = date2num(times)
+    estimate, realized = series["estimated"], series["realized"]
+    band = (series["band lower"], series["band upper"])
+    axes.fill_between(x, *band, color=ESTIMATE, alpha=0.18, linewidth=0, label="95 % band of the estimate")
+    half = days(span.window) / 2 if span else (float(np.min(np.diff(x))) / 2 if len(x) > 1 else 0.0005)
+    unlabelled = np.flatnonzero(np.isfinite(estimate) & ~np.isfinite(realized))
+    for order, index in enumerate(unlabelled):
+        label = "no labels yet:\nestimate only" if order == 0 else None
+        axes.axvspan(
+            x[index] - half,
+            x[index] + half,
+            fc="none",
+            ec=UNLABELLED,
+            hatch="//",
+            lw=0,
+            zorder=0,
+            label=label,
+        )
+    axes.plot(
+        x, estimate, color=ESTIMATE, linestyle="--", marker="o", markersize=4, markerfacecolor="white",
+        linewidth=1.6, label=f"estimated {metric} (from scores)",
+    )  # fmt: skip
+    axes.plot(
+        x, realized, color=REALIZED, marker="o", markersize=6, linewidth=1.8, label=f"realized {metric}"
+    )
+    errors = series["estimation error"][np.isfinite(series["estimation error"])]
+    if errors.size:
+        text = f"mean |estimated - realized|\n{errors.mean():.3f} over {errors.size} windows"
+        axes.plot([], [], " ", label=text)
+    lines = _records(thresholds) if thresholds else []
+    for record in lines:
+        axes.axhline(float(record["value"]), color=FIRING, linestyle="--", linewidth=1)
+    if lines:
+        names = sorted({str(record["series"]) for record in lines})
+        axes.plot([], [], color=FIRING, linestyle="--", label=", ".join(names))
+    axes.set_ylim(0.0, 1.0)
+    axes.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    axes.set_ylabel("percent")
+    axes.set_title(title, loc="left", fontsize=11)
+    axes.grid(alpha=0.3)
+    _time_axis(axes, span.line_limits() if span else None)
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    return figure

@@ -2,8 +2,9 @@
 
 ``write_report(client, models, out_dir, since)`` runs the panels' own SQL (``dashboards.sql``,
 expanded as Grafana would by ``dashboards.runner``) over the last ``since`` and draws, per model,
-the drift heatmap (score ÷ threshold), performance over time (with the spec's alert thresholds), data fidelity
-(missing values, lateness) and the alert timeline, with matplotlib. The HTML embeds every PNG as a
+the drift heatmap (score ÷ threshold), performance over time (with the spec's alert thresholds), the
+estimated vs realized accuracy (only for a model with estimated points), data fidelity (missing values,
+lateness) and the alert timeline, with matplotlib. The HTML embeds every PNG as a
 ``data:`` URI, so the page can be mailed or archived alone. Nothing is written to ClickHouse.
 """
 
@@ -24,18 +25,20 @@ from dashboards import sql
 from dashboards.catalog import build_dashboards
 from dashboards.grafana import Dashboard, Panel
 from dashboards.macros import expand
-from dashboards.pictures import Span, draw_heatmap, draw_lines, draw_timeline
-from dashboards.runner import TimeRange, resolve_variables, run_query, run_sql
+from dashboards.pictures import Span, draw_estimate, draw_heatmap, draw_lines, draw_timeline
+from dashboards.runner import QueryResult, TimeRange, repeat_values, resolve_variables, run_query, run_sql
 from modelmon.spec import ModelSpec, parse_duration
 
 logger = logging.getLogger(__name__)
 
 # (dashboard uid, panel key, picture kind, file suffix) per picture, in page order. Performance has
-# two panels: the one matching the model's task has rows, the other is skipped.
+# two panels: the one matching the model's task has rows, the other is skipped. The estimate is drawn
+# only for a model with estimated points (no "no data" line otherwise: most models have none).
 PICTURES = (
     ("modelmon-drift", "drift_heatmap", "heatmap", "drift-heatmap"),
     ("modelmon-performance", "perf_classification", "lines", "performance"),
     ("modelmon-performance", "perf_regression", "lines", "performance"),
+    ("modelmon-performance", "perf_estimated_accuracy", "estimate", "estimated-accuracy"),
     ("modelmon-fidelity", "fidelity_missing_rate", "lines", "fidelity-missing"),
     ("modelmon-fidelity", "fidelity_lateness", "lines", "fidelity-lateness"),
     ("modelmon-alerts", "alerts_timeline", "timeline", "alerts"),
@@ -63,6 +66,25 @@ def _panel(dashboards: Mapping[str, Dashboard], uid: str, key: str) -> Panel:
     return next(panel for panel in dashboards[uid].panels if panel.key == key)
 
 
+def newest_version(
+    client: Client, panel: Panel, time_range: TimeRange, variables: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[QueryResult]]:
+    """The version scope of an estimate panel (repeated per version) whose estimates reach the latest window.
+
+    Returns that scope and its query results (none when no version has an estimate: realized values
+    alone do not make an estimate picture).
+    """
+    best: tuple[tuple[Any, int], dict[str, Any], list[QueryResult]] | None = None
+    for scope in repeat_values(panel, variables):
+        results = [run_query(client, query, panel, time_range, scope) for query in panel.queries]
+        estimated = [row[0] for row in results[0].rows if row[1] == sql.ESTIMATE_SERIES[0]]
+        if estimated:
+            key = (max(estimated), len(estimated))
+            if best is None or key > best[0]:
+                best = (key, scope, results)
+    return (best[1], best[2]) if best else (dict(variables), [])
+
+
 def render_model(
     client: Client, model: str, dashboards: Mapping[str, Dashboard], time_range: TimeRange, out_dir: Path
 ) -> list[Picture]:
@@ -83,15 +105,20 @@ def render_model(
         except LookupError as error:
             logger.info("%s: %s", model, error)
             variables = {}
-        results = (
-            [run_query(client, q, panel, time_range, variables) for q in panel.queries] if variables else []
-        )
-        if not results or not results[0].rows:
-            if suffix != "performance":
+        if kind == "estimate" and variables:
+            variables, results = newest_version(client, panel, time_range, variables)
+        else:
+            results = [run_query(client, q, panel, time_range, variables) for q in panel.queries if variables]
+        if not variables or not results or not results[0].rows:
+            if suffix not in ("performance", "estimated-accuracy"):
                 pictures.append(Picture(model, panel.title, None, 0))
             continue
-        title = f"{model}: {panel.title}"
-        if kind == "heatmap":
+        shown = panel.title.replace("${version}", str(variables.get("version", "")))
+        title = f"{model}: {shown}"
+        if kind == "estimate":
+            thresholds = results[1] if len(results) > 1 else None
+            figure = draw_estimate(results[0], thresholds, title, "accuracy", span=span)
+        elif kind == "heatmap":
             figure = draw_heatmap(results[0], title)
         elif kind == "timeline":
             figure = draw_timeline(results[0], span, time_range.end, title, prefix=f"{model} ")
@@ -103,7 +130,7 @@ def render_model(
         path = out_dir / f"{safe}-{suffix}.png"
         figure.savefig(path)
         done.add(suffix)
-        pictures.append(Picture(model, panel.title, path, len(results[0].rows)))
+        pictures.append(Picture(model, shown, path, len(results[0].rows)))
     return pictures
 
 

@@ -261,6 +261,25 @@ PERFORMANCE_MAPE = model_series([m.MAPE])
 PERFORMANCE_R2 = model_series([m.R2])
 LABEL_COVERAGE = model_series([m.LABEL_COVERAGE])
 LABEL_DELAY = model_series(LABEL_DELAY_METRICS)
+# Estimated vs realized (issue #15): per estimated metric, the estimate, its 95 % band, the realized
+# value and |estimated - realized|, for one version (the panel repeats per version) of the whole
+# model. The series have fixed names, so the panel's band override (fillBelowTo) can name them.
+ESTIMATE_SERIES = ("estimated", "band lower", "band upper", "realized", "estimation error")
+
+
+def estimate_series(metric: str) -> str:
+    """The estimated-vs-realized rows of ``metric`` (time, series of ``ESTIMATE_SERIES``, value)."""
+    family = [m.estimated(metric), m.estimated_lower(metric), m.estimated_upper(metric), metric]
+    family.append(m.estimation_error(metric))
+    return (
+        f"SELECT window_start AS time, transform(metric, [{names(family)}], [{names(ESTIMATE_SERIES)}], '') "
+        f"AS series, avg(value) AS value FROM {POINTS} WHERE {STAGE2} AND model_id = '${{model}}' "
+        f"AND model_version = '${{version}}' AND segment = '' AND feature = '' "
+        f"AND metric IN ({names(family)}) GROUP BY time, series ORDER BY time"
+    )
+
+
+ESTIMATED = {metric: estimate_series(metric) for metric in m.ESTIMATED_METRICS}
 EVENTS_AND_LABELS = (
     f"SELECT window_start AS time, {SERIES} AS series, sum(value) / any({WINDOW_SECONDS}) AS value "
     f"FROM {POINTS} WHERE {MODEL} AND feature = '' AND metric IN ({names([m.EVENTS, m.LABELS])}) "

@@ -8,6 +8,8 @@ They are stored in ClickHouse and written in users' alert rules: renaming one is
 (('lateness_mean_ms', 'lateness_p50_ms'), 'label_delay_max_ms')
 >>> is_published("psi"), is_published("drift_share"), is_published("drift_shares")
 (True, True, False)
+>>> estimated("accuracy"), estimated_lower("f1"), estimation_error("roc_auc")
+('estimated_accuracy', 'estimated_f1_lower', 'estimation_error_roc_auc')
 """
 
 from __future__ import annotations
@@ -32,6 +34,38 @@ RMSE = "rmse"
 MAPE = "mape"
 R2 = "r2"
 REGRESSION_METRICS = (MAE, RMSE, MAPE, R2)
+
+# -- performance estimated before labels (model level) ---------------------------------------------
+ESTIMATED_METRICS = (ACCURACY, "precision", "recall", "f1", ROC_AUC)
+"""The classification metrics stage 2 also estimates from calibrated scores, before labels exist."""
+
+
+def estimated(metric: str) -> str:
+    """The estimate of a realized ``metric`` (one of ``ESTIMATED_METRICS``)."""
+    return f"estimated_{metric}"
+
+
+def estimated_lower(metric: str) -> str:
+    """The lower end of the estimate's 95 % sampling band."""
+    return f"estimated_{metric}_lower"
+
+
+def estimated_upper(metric: str) -> str:
+    """The upper end of the estimate's 95 % sampling band."""
+    return f"estimated_{metric}_upper"
+
+
+def estimation_error(metric: str) -> str:
+    """|estimated - realized| of a window, once its labels arrived."""
+    return f"estimation_error_{metric}"
+
+
+ESTIMATION_METRICS = tuple(
+    name(metric)
+    for metric in ESTIMATED_METRICS
+    for name in (estimated, estimated_lower, estimated_upper, estimation_error)
+)
+"""Every name of the estimation family: estimate, band ends and estimation error per metric."""
 
 # -- data fidelity ---------------------------------------------------------------------------------
 DURATION_STATS = ("mean", "p50", "p95", "p99", "max")
@@ -92,6 +126,7 @@ MODEL_METRICS = frozenset(
         EXPIRED_LABELS,
         *CLASSIFICATION_METRICS,
         *REGRESSION_METRICS,
+        *ESTIMATION_METRICS,
         *LATENESS_METRICS,
         *LABEL_DELAY_METRICS,
         DUPLICATE_IDS,

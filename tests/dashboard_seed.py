@@ -65,7 +65,13 @@ def _model_points(model: str, start: datetime) -> list[MetricPoint]:
                 add("label_coverage", labels / events)
                 if classifier:
                     for i, metric in enumerate(("accuracy", "precision", "recall", "f1", "roc_auc")):
-                        add(metric, 0.95 - 0.015 * w - 0.01 * i, n=int(labels))
+                        realized = 0.95 - 0.015 * w - 0.01 * i
+                        add(metric, realized, n=int(labels))
+                        if segment == "":  # estimated from the scores: 0.01 over, band +- 0.03
+                            add(f"estimated_{metric}", realized + 0.01)
+                            add(f"estimated_{metric}_lower", realized - 0.02)
+                            add(f"estimated_{metric}_upper", realized + 0.04)
+                            add(f"estimation_error_{metric}", 0.01, labels=int(labels), events=int(events))
                     add("log_loss", 0.2 + 0.02 * w)
                 else:
                     add("mae", 20_000 + 3_000 * w)

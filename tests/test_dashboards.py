@@ -244,3 +244,38 @@ def test_alert_timeline_draws_no_resolved_bars() -> None:
     assert options["0"]["text"] == "resolved" and options["0"]["color"] == "transparent"
     assert options["2"]["color"] == "red" and options["1"]["color"] == "yellow"
     assert "max(window_end) AS last_end" in timeline["targets"][0]["rawSql"]
+
+
+def test_estimated_vs_realized_panels_draw_the_band_the_estimate_and_the_realized_value() -> None:
+    """Issue #15: one panel per estimated metric, one per version, band as fill between its two ends."""
+    performance = next(d for d in DOCUMENTS if d["uid"] == "modelmon-performance")
+    panels = [p for p in performance["panels"] if p["title"].startswith("Estimated vs realized ")]
+    assert [p["title"] for p in panels] == [
+        f"Estimated vs realized {name} (v${{version}})"
+        for name in ("accuracy", "precision", "recall", "F1", "ROC AUC")
+    ]
+    for panel, metric in zip(panels, metrics.ESTIMATED_METRICS, strict=True):
+        assert panel["repeat"] == "version" and panel["fieldConfig"]["defaults"]["min"] == 0
+        styles = {
+            o["matcher"]["options"]: {p["id"]: p["value"] for p in o["properties"]}
+            for o in panel["fieldConfig"]["overrides"]
+            if o["matcher"]["id"] == "byName"
+        }
+        assert styles["band upper"]["custom.fillBelowTo"] == "band lower"
+        assert styles["band upper"]["custom.fillOpacity"] > 0
+        assert styles["band lower"]["custom.lineWidth"] == styles["band upper"]["custom.lineWidth"] == 0
+        assert styles["realized"]["custom.showPoints"] == "always"
+        assert styles["estimated"]["color"] != styles["realized"]["color"]
+        assert styles["estimation error"]["custom.drawStyle"] == "bars"
+        sql = panel["targets"][0]["rawSql"]
+        family = {
+            metric,
+            metrics.estimated(metric),
+            metrics.estimated_lower(metric),
+            metrics.estimated_upper(metric),
+            metrics.estimation_error(metric),
+        }
+        assert _queried_metrics(sql) == family
+        assert "model_version = '${version}'" in sql and "segment = ''" in sql
+    # The spec's accuracy rule is drawn on the accuracy panel (estimate and realized share its scale).
+    assert "('fraud-detector', 'accuracy', 0.8)" in panels[0]["targets"][1]["rawSql"]

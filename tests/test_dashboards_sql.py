@@ -123,3 +123,28 @@ def test_filters_select_what_they_say(seeded: tuple[Any, Seeded]) -> None:
     by_feature = {row[0]: dict(zip(result.columns, row, strict=True)) for row in result.rows}
     assert by_feature["country"]["method"] == "chi_square"
     assert by_feature["country"]["drifted_share"] > by_feature["amount"]["drifted_share"] > 0
+
+
+def test_estimated_vs_realized_returns_every_series_per_version(seeded: tuple[Any, Seeded]) -> None:
+    """The seed's estimate is the realized value + 0.01 in a band [-0.02, +0.04] around it."""
+    client, data = seeded
+    time_range = TimeRange(*data.range)
+    perf = next(d for d in DASHBOARDS if d.uid == "modelmon-performance")
+    panel = next(p for p in perf.panels if p.key == "perf_estimated_accuracy")
+    variables = resolve_variables(client, perf, time_range, {"model": CLASSIFIER})
+    scopes = repeat_values(panel, variables)
+    assert [scope["version"] for scope in scopes] == ["1", "2"]
+    for scope, windows in zip(scopes, (12, 6), strict=True):
+        result = run_query(client, panel.queries[0], panel, time_range, scope)
+        by_time: dict[Any, dict[str, float]] = {}
+        for time, series, value in result.rows:
+            by_time.setdefault(time, {})[series] = value
+        assert len(by_time) == windows
+        for values in by_time.values():
+            assert set(values) == {"estimated", "band lower", "band upper", "realized", "estimation error"}
+            assert values["band lower"] < values["realized"] < values["estimated"] < values["band upper"]
+            assert values["estimated"] - values["realized"] == pytest.approx(0.01)
+            assert values["estimation error"] == pytest.approx(0.01)
+    variables = resolve_variables(client, perf, time_range, {"model": REGRESSOR})
+    for scope in repeat_values(panel, variables):
+        assert not run_query(client, panel.queries[0], panel, time_range, scope).rows

@@ -179,3 +179,72 @@ def test_a_database_without_the_tables_is_named_with_the_fix(
     assert result.exit_code == 1
     assert "nothing is stored in ClickHouse at" in result.stderr and "run `modelmon sink`" in result.stderr
     assert "Traceback" not in result.output
+
+
+LATE = "labels-late-model"
+
+
+def write_estimated_model(client: Client) -> None:
+    """A classifier whose latest window is estimated (0.62 in [0.58, 0.66]) and has no labels yet."""
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+    window = {"window_start": start, "window_end": start + timedelta(minutes=1), "source": "stage2"}
+    values = {"events": 800.0, "estimated_accuracy": 0.62}
+    values |= {"estimated_accuracy_lower": 0.58, "estimated_accuracy_upper": 0.66, "estimated_f1": 0.5}
+    points = [
+        MetricPoint(model_id=LATE, metric=name, value=value, **window) for name, value in values.items()
+    ]
+    ClickHouseWriter(client).write(points)
+
+
+def test_estimated_accuracy_with_its_band_in_rows_detail_and_json(
+    seeded: Client, clickhouse_dsn: str, models: Path
+) -> None:
+    """Issue #15: the seed estimates 0.01 over the realized value, band [-0.02, +0.04] around it."""
+    write_estimated_model(seeded)
+    rows = {row["model_id"]: row for row in collect_status(seeded, load_specs(models), "test")["models"]}
+    fraud, late = rows[CLASSIFIER], rows[LATE]
+    assert fraud["estimated_accuracy"] == pytest.approx(0.795)
+    assert (fraud["estimated_accuracy_lower"], fraud["estimated_accuracy_upper"]) == pytest.approx(
+        (0.765, 0.825)
+    )
+    assert fraud["estimation_error_accuracy"] == pytest.approx(0.01)
+    assert rows[REGRESSOR]["estimated_accuracy"] is None and rows[WAITING]["estimated_accuracy"] is None
+    assert (late["accuracy"], late["estimated_accuracy"], late["estimation_error_accuracy"]) == (
+        None,
+        0.62,
+        None,
+    )
+
+    lines = rendered(print_status, collect_status(seeded, load_specs(models), "test"))
+    assert max(len(line) for line in lines) <= 80, "\n".join(lines)
+    late_line = next(line for line in lines if line.startswith(LATE[:14]))
+    assert "est 0.620" in late_line  # no realized accuracy: the estimate, marked as such
+    assert next(line for line in lines if line.startswith(CLASSIFIER)).count("acc 0.785") == 1
+    assert any(line.startswith("est: accuracy estimated from the scores") for line in lines)
+
+    detail = model_detail(seeded, CLASSIFIER, load_specs(models)[CLASSIFIER])
+    assert detail is not None and set(detail["estimated"]) == {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+    }
+    lines = rendered(print_detail, detail)
+    assert max(len(line) for line in lines) <= 80, "\n".join(lines)
+    assert "estimated accuracy 0.795 [0.765, 0.825] (realized 0.785, error 0.010)" in lines
+    late_detail = model_detail(seeded, LATE, None)
+    assert late_detail is not None
+    assert late_detail["estimated"]["f1"] == {"value": 0.5, "lower": None, "upper": None, "realized": None,
+                                              "error": None}  # fmt: skip
+    lines = rendered(print_detail, late_detail)
+    assert "estimated accuracy 0.620 [0.580, 0.660] (no labels yet)" in lines
+    assert "estimated f1 0.500 (no labels yet)" in lines and "performance: no labels in this window" in lines
+
+    parsed = json.loads(status(clickhouse_dsn, models, "--json").stdout)
+    by_id = {row["model_id"]: row for row in parsed["models"]}
+    assert by_id[LATE]["estimated_accuracy_lower"] == 0.58 and by_id[LATE]["accuracy"] is None
+    detail_json = json.loads(status(clickhouse_dsn, models, "--model", LATE, "--json").stdout)
+    assert detail_json["estimated"]["accuracy"] == {
+        "value": 0.62, "lower": 0.58, "upper": 0.66, "realized": None, "error": None
+    }  # fmt: skip

@@ -1,5 +1,9 @@
 """What `modelmon status` reads from ClickHouse: each model's latest closed window, in brief or in detail.
 
+Besides the realized metrics, a window may carry performance estimated before its labels exist
+(``estimated_<m>`` with its 95 % band and, once labels arrived, ``estimation_error_<m>``): the
+model rows carry the estimated accuracy, the detail every estimated metric.
+
 Every query reads the deduplicated tables (``FINAL``) and only stage 2's window totals
 (``source = 'stage2'``) of the whole model (``segment = ''``). A model's row is the model version
 with the most events in the model's latest window. Rendering is in :mod:`modelmon.app.status_view`.
@@ -151,6 +155,25 @@ def _quality(spec: ModelSpec | None, values: Mapping[str, float]) -> str:
     return m.MAE if m.MAE in values and m.ACCURACY not in values else m.ACCURACY
 
 
+def estimate(values: Mapping[str, float], metric: str) -> dict[str, float | None] | None:
+    """The window's estimate of ``metric`` with its band, realized value and error (None: not estimated)."""
+    if m.estimated(metric) not in values:
+        return None
+    return {
+        "value": values[m.estimated(metric)],
+        "lower": values.get(m.estimated_lower(metric)),
+        "upper": values.get(m.estimated_upper(metric)),
+        "realized": values.get(metric),
+        "error": values.get(m.estimation_error(metric)),
+    }
+
+
+def _estimated_accuracy(values: Mapping[str, float]) -> dict[str, float | None]:
+    """The flat ``estimated_accuracy*`` fields of a model row (None when not estimated)."""
+    names = (m.estimated, m.estimated_lower, m.estimated_upper, m.estimation_error)
+    return {name(m.ACCURACY): values.get(name(m.ACCURACY)) for name in names}
+
+
 def _drift(points: list[tuple[str, str, float, str]]) -> list[dict[str, Any]]:
     """One entry per feature (and ``__prediction__``) judged in the window: method, score, threshold."""
     verdicts = {feature: value for metric, feature, value, _ in points if metric == m.DRIFTED}
@@ -180,7 +203,7 @@ def model_rows(client: Any, specs: Mapping[str, ModelSpec]) -> list[dict[str, An
         spec = specs.get(model_id)
         row: dict[str, Any] = {"model_id": model_id, "model_version": None, "window_start": None}
         row |= {"window_end": None, "events": None, "quality_metric": _quality(spec, {})}
-        row |= {"accuracy": None, "mae": None, "drifted": None, "compared": None}
+        row |= {"accuracy": None, "mae": None, **_estimated_accuracy({}), "drifted": None, "compared": None}
         row["alerts_firing"] = firing.get(model_id, 0)
         if model_id in latest:
             version, start, end = latest[model_id]
@@ -189,7 +212,11 @@ def model_rows(client: Any, specs: Mapping[str, ModelSpec]) -> list[dict[str, An
             judged = [d for d in _drift(points) if d["feature"] != PREDICTION_FEATURE]
             row |= {"model_version": version, "window_start": _iso(start), "window_end": _iso(end)}
             row |= {"events": int(values.get(m.EVENTS, 0)), "quality_metric": _quality(spec, values)}
-            row |= {"accuracy": values.get(m.ACCURACY), "mae": values.get(m.MAE)}
+            row |= {
+                "accuracy": values.get(m.ACCURACY),
+                "mae": values.get(m.MAE),
+                **_estimated_accuracy(values),
+            }
             if judged:
                 row |= {"drifted": sum(d["drifted"] for d in judged), "compared": len(judged)}
         else:  # a spec without data yet: version "1" (the SDK's default) unless a reference says otherwise
@@ -228,6 +255,9 @@ def model_detail(
         "events": int(values.get(m.EVENTS, 0)),
         "labels": int(values.get(m.LABELS, 0)),
         "performance": {name: values[name] for name in performance if name in values},
+        "estimated": {
+            metric: found for metric in m.ESTIMATED_METRICS if (found := estimate(values, metric)) is not None
+        },
         "drift": _drift(points),
         "drift_share": values.get(m.DRIFT_SHARE),
         "skipped": share.get("skipped", {}),

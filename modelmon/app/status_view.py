@@ -30,10 +30,26 @@ def _time(iso: str | None, *, today: str | None = None) -> str:
 
 
 def _quality(row: dict[str, Any]) -> str:
+    """The realized key metric; without it, the accuracy estimated from the scores (``est``)."""
     metric = row["quality_metric"]
     value = row.get(metric)
     name = "acc" if metric == "accuracy" else "MAE"
+    if value is None and metric == "accuracy" and row.get("estimated_accuracy") is not None:
+        return f"est {_number(row['estimated_accuracy'])}"
     return "-" if value is None else f"{name} {_number(value)}"
+
+
+def estimate_line(metric: str, found: dict[str, Any]) -> str:
+    """``estimated accuracy 0.810 [0.780, 0.840] (realized 0.800, error 0.010)``."""
+    band = ""
+    if found["lower"] is not None and found["upper"] is not None:
+        band = f" [{_number(found['lower'])}, {_number(found['upper'])}]"
+    if found["realized"] is None:
+        after = "no labels yet"
+    else:
+        after = f"realized {_number(found['realized'])}"
+        after += "" if found["error"] is None else f", error {_number(found['error'])}"
+    return f"estimated {metric} {_number(found['value'])}{band} ({after})"
 
 
 def _reference(reference: dict[str, Any], *, brief: bool = False) -> str:
@@ -82,6 +98,10 @@ def print_status(status: dict[str, Any], console: Console) -> None:
     else:
         console.print(table)
         console.print("drift: drifted features / compared; alerts: firing now", style="dim")
+        if any(_quality(row).startswith("est ") for row in status["models"]):
+            console.print(
+                "est: accuracy estimated from the scores, no labels yet (--model: band)", style="dim"
+            )
     dead = status["dead_letters"]
     if dead:
         kinds = ", ".join(f"{kind} {n:,}" for kind, n in dead.items())
@@ -110,6 +130,8 @@ def print_detail(detail: dict[str, Any], console: Console) -> None:
         console.print(f"performance: {shown}", highlight=False)
     else:
         console.print("performance: no labels in this window", highlight=False)
+    for metric, found in detail.get("estimated", {}).items():
+        console.print(estimate_line(metric, found), highlight=False)
     if detail["drift"]:
         drift = Table(title="Drift in the latest window", title_justify="left")
         for column, justify in (("feature", "left"), ("method", "left"), ("score", "right")):
