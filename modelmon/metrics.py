@@ -33,6 +33,18 @@ MAPE = "mape"
 R2 = "r2"
 REGRESSION_METRICS = (MAE, RMSE, MAPE, R2)
 
+# -- estimated performance (model level, before labels) --------------------------------------------
+ESTIMATED_OF = (ACCURACY, "precision", "recall", "f1", ROC_AUC)
+"""The realized metrics estimated from scores (``detectors.estimation.ESTIMATED_METRICS``)."""
+ESTIMATED_PREFIX = "estimated_"
+ESTIMATES = tuple(f"{ESTIMATED_PREFIX}{name}" for name in ESTIMATED_OF)
+"""``estimated_<m>``: the estimate of ``<m>`` from the window's calibrated scores."""
+ESTIMATE_LOWER = tuple(f"{name}_lower" for name in ESTIMATES)
+ESTIMATE_UPPER = tuple(f"{name}_upper" for name in ESTIMATES)
+"""``estimated_<m>_lower`` / ``_upper``: the band (sampling error) around the estimate."""
+ESTIMATION_ERRORS = tuple(f"estimation_error_{name}" for name in ESTIMATED_OF)
+"""``estimation_error_<m>`` = |estimated - realized|, once the window has labels."""
+
 # -- data fidelity ---------------------------------------------------------------------------------
 DURATION_STATS = ("mean", "p50", "p95", "p99", "max")
 """The statistics of a duration histogram, in the order they are published."""
@@ -92,6 +104,10 @@ MODEL_METRICS = frozenset(
         EXPIRED_LABELS,
         *CLASSIFICATION_METRICS,
         *REGRESSION_METRICS,
+        *ESTIMATES,
+        *ESTIMATE_LOWER,
+        *ESTIMATE_UPPER,
+        *ESTIMATION_ERRORS,
         *LATENESS_METRICS,
         *LABEL_DELAY_METRICS,
         DUPLICATE_IDS,
@@ -107,6 +123,15 @@ MODEL_METRICS = frozenset(
 """Names published with ``feature = ""``."""
 FEATURE_METRICS = frozenset({*FEATURE_FIDELITY_METRICS, *DRIFT_METRICS, DRIFTED, CHANGE_DETECTED})
 """Names published per feature (drift also for the model output, ``__prediction__``)."""
+
+
+def is_estimate(name: str) -> bool:
+    """Whether a metric is an estimate (or its band), not a value measured on labels.
+
+    >>> is_estimate("estimated_accuracy"), is_estimate("estimated_f1_lower"), is_estimate("accuracy")
+    (True, True, False)
+    """
+    return name.startswith(ESTIMATED_PREFIX) and name in MODEL_METRICS
 
 
 def is_published(name: str) -> bool:
