@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import compress, repeat
 from operator import is_not
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -85,7 +85,7 @@ def class_score_matrix(rows: Sequence[dict[str, float] | None], classes: Sequenc
     n = len(rows)
     matrix = np.full((n, len(classes)), np.nan)
     scored = np.fromiter(map(is_not, rows, repeat(None)), bool, n)
-    present = list(compress(rows, scored))
+    present = cast(list[dict[str, float]], list(compress(rows, scored)))
     m = len(present)
     for column, label in enumerate(classes):
         # map() runs in C: one pass per class, no Python loop per event.
@@ -97,7 +97,8 @@ def class_score_matrix(rows: Sequence[dict[str, float] | None], classes: Sequenc
 
 def score_classes(rows: Sequence[dict[str, float] | None]) -> tuple[str, ...]:
     """The sorted classes a batch's score dicts carry."""
-    return tuple(sorted(set[str]().union(*compress(rows, map(is_not, rows, repeat(None))))))
+    present = cast(list[dict[str, float]], list(compress(rows, map(is_not, rows, repeat(None)))))
+    return tuple(sorted(set[str]().union(*present)))
 
 
 def fold_scores(

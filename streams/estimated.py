@@ -66,7 +66,7 @@ def estimated_points(
         log.warning("%s: no performance estimate: %s", bundle.key, error)
         return []
     points: list[Point] = []
-    for name, published, lower, upper, error in zip(
+    for name, published, lower, upper, gap_name in zip(
         m.ESTIMATED_OF, m.ESTIMATES, m.ESTIMATE_LOWER, m.ESTIMATE_UPPER, m.ESTIMATION_ERRORS, strict=True
     ):
         found = estimates.get(name)
@@ -78,5 +78,5 @@ def estimated_points(
         if name in realized:
             gap = abs(found.value - realized[name])
             counts = {"labels": bundle.labels, "events": bundle.events}
-            points.append((error, gap, {**counts, "estimated": found.value, "realized": realized[name]}))
+            points.append((gap_name, gap, {**counts, "estimated": found.value, "realized": realized[name]}))
     return points

@@ -81,8 +81,8 @@ def test_estimated_accuracy_drops_and_alerts_before_labels_and_realized_fills_in
                     )
                     truth[window].append((pid, int(label[i])))
             for window in NORMAL:  # the shifted windows' labels are withheld
-                for pid, label in truth[window]:
-                    client.log_ground_truth(model_id, pid, label, ts=at(window) + timedelta(seconds=59))
+                for pid, y in truth[window]:
+                    client.log_ground_truth(model_id, pid, y, ts=at(window) + timedelta(seconds=59))
             assert client.flush(30) == 0
         estimated = lambda: window_metric(clickhouse_client, model_id, "estimated_accuracy")  # noqa: E731
         assert wait_until(lambda: len(estimated()) == 6, 120), (estimated(), worker.log())
@@ -98,8 +98,8 @@ def test_estimated_accuracy_drops_and_alerts_before_labels_and_realized_fills_in
         # Weeks later in event time, the labels of the shifted windows arrive.
         with MonitorClient(kafka_broker.bootstrap, topic_prefix) as client:
             for window in SHIFTED:
-                for pid, label in truth[window]:
-                    client.log_ground_truth(model_id, pid, label, ts=at(window) + timedelta(days=14))
+                for pid, y in truth[window]:
+                    client.log_ground_truth(model_id, pid, y, ts=at(window) + timedelta(days=14))
             assert client.flush(30) == 0
         realized = lambda: window_metric(clickhouse_client, model_id, "accuracy")  # noqa: E731
         assert wait_until(lambda: len(realized()) == 6, 120), (realized(), worker.log())

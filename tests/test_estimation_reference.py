@@ -132,7 +132,9 @@ def test_an_automatic_reference_is_calibrated_from_its_labelled_windows() -> Non
     parts = [WindowPart.of(bundle_of(*calibrated_events(3000, seed))) for seed in (4, 5)]
     profile = build_reference(spec, parts)
     assert profile.calibration is not None and profile.calibration.classes == ("0", "1")
-    direct = Calibration.from_score_histogram(parts[0].labelled.merge(parts[1].labelled), ("0", "1"))  # type: ignore[union-attr]
+    first, second = (part.labelled for part in parts)
+    assert first is not None and second is not None
+    direct = Calibration.from_score_histogram(first.merge(second), ("0", "1"))
     assert profile.calibration.to_dict() == direct.to_dict()
     unlabelled = [WindowPart.of(bundle_of(calibrated_events(500, 6)[0], []))]
     assert build_reference(spec, unlabelled).calibration is None

@@ -25,7 +25,7 @@ from detectors.profiles import (
 from modelmon.kinds import FeatureKind
 from modelmon.references import CALIBRATION_RECORD, InvalidReferenceMessage, record_key
 
-CALIBRATION_KIND = "calibration"
+CALIBRATION_KIND: Literal["calibration"] = "calibration"
 """The ``kind`` of the record that carries the reference's score calibration (feature ``__calibration__``)."""
 
 
