@@ -37,22 +37,24 @@ REGRESSION_METRICS = (MAE, RMSE, MAPE, R2)
 
 # -- performance estimated before labels (model level) ---------------------------------------------
 ESTIMATED_METRICS = (ACCURACY, "precision", "recall", "f1", ROC_AUC)
-"""The classification metrics stage 2 also estimates from calibrated scores, before labels exist."""
+"""The classification metrics stage 2 also estimates from calibrated scores, before labels exist
+(``detectors.estimation.ESTIMATED_METRICS``)."""
+ESTIMATED_PREFIX = "estimated_"
 
 
 def estimated(metric: str) -> str:
     """The estimate of a realized ``metric`` (one of ``ESTIMATED_METRICS``)."""
-    return f"estimated_{metric}"
+    return f"{ESTIMATED_PREFIX}{metric}"
 
 
 def estimated_lower(metric: str) -> str:
     """The lower end of the estimate's 95 % sampling band."""
-    return f"estimated_{metric}_lower"
+    return f"{estimated(metric)}_lower"
 
 
 def estimated_upper(metric: str) -> str:
     """The upper end of the estimate's 95 % sampling band."""
-    return f"estimated_{metric}_upper"
+    return f"{estimated(metric)}_upper"
 
 
 def estimation_error(metric: str) -> str:
@@ -60,11 +62,11 @@ def estimation_error(metric: str) -> str:
     return f"estimation_error_{metric}"
 
 
-ESTIMATION_METRICS = tuple(
-    name(metric)
-    for metric in ESTIMATED_METRICS
-    for name in (estimated, estimated_lower, estimated_upper, estimation_error)
-)
+ESTIMATES = tuple(map(estimated, ESTIMATED_METRICS))
+ESTIMATE_LOWER = tuple(map(estimated_lower, ESTIMATED_METRICS))
+ESTIMATE_UPPER = tuple(map(estimated_upper, ESTIMATED_METRICS))
+ESTIMATION_ERRORS = tuple(map(estimation_error, ESTIMATED_METRICS))
+ESTIMATION_METRICS = (*ESTIMATES, *ESTIMATE_LOWER, *ESTIMATE_UPPER, *ESTIMATION_ERRORS)
 """Every name of the estimation family: estimate, band ends and estimation error per metric."""
 
 # -- data fidelity ---------------------------------------------------------------------------------
@@ -142,6 +144,15 @@ MODEL_METRICS = frozenset(
 """Names published with ``feature = ""``."""
 FEATURE_METRICS = frozenset({*FEATURE_FIDELITY_METRICS, *DRIFT_METRICS, DRIFTED, CHANGE_DETECTED})
 """Names published per feature (drift also for the model output, ``__prediction__``)."""
+
+
+def is_estimate(name: str) -> bool:
+    """Whether a metric is an estimate (or its band), not a value measured on labels.
+
+    >>> is_estimate("estimated_accuracy"), is_estimate("estimated_f1_lower"), is_estimate("accuracy")
+    (True, True, False)
+    """
+    return name.startswith(ESTIMATED_PREFIX) and name in MODEL_METRICS
 
 
 def is_published(name: str) -> bool:

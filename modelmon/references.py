@@ -10,6 +10,13 @@ from __future__ import annotations
 PREDICTION_FEATURE = "__prediction__"
 """Name of the model output in a reference profile (next to the input features)."""
 
+CALIBRATION_RECORD = "__calibration__"
+"""The ``feature`` of the record that carries a reference's score calibration (kind ``calibration``).
+
+It is listed in the publication's ``features`` like a feature, so a reader assembles it with the
+rest, but it is not a feature: it becomes ``ReferenceProfile.calibration``, never a drift input.
+"""
+
 
 class InvalidReferenceMessage(ValueError):
     """A message on the reference topic (or a stored row) that is not a valid reference record."""

@@ -144,6 +144,10 @@ def _iso(moment: datetime) -> str:
 
 def _alert_evidence(alert: Alert, kind: str) -> dict[str, Any]:
     rule = alert.rule
+    # An estimated metric (before labels) is cited as such: an estimate, not a measurement.
+    estimated = metrics.is_estimate(alert.metric)
+    what = alert.metric.removeprefix(metrics.ESTIMATED_PREFIX).replace("_", " ")
+    note = f" (estimated {what}, from scores before labels)" if estimated else ""
     return {
         "kind": kind,
         "key": alert.dedup_key,
@@ -161,7 +165,8 @@ def _alert_evidence(alert: Alert, kind: str) -> dict[str, Any]:
         "window_start": _iso(alert.window_start),
         "window_end": _iso(alert.window_end),
         "windows": alert.details.get("windows", []),
-        "reason": f"{kind} {rule}: {alert.message}",
+        "estimated": estimated,
+        "reason": f"{kind} {rule}{note}: {alert.message}",
     }
 
 

@@ -46,6 +46,8 @@ from detectors.profiles import (
     ReferenceProfile,
     WindowAggregate,
 )
+from detectors.score_histogram import ScoreHistogramAggregate
+from detectors.scored import calibration_from_histograms
 from modelmon.references import PREDICTION_FEATURE
 from modelmon.settings import Settings
 from modelmon.spec import ModelSpec, Task, parse_duration
@@ -94,6 +96,8 @@ class WindowPart:
     features: dict[str, WindowAggregate]
     scores: NumericAggregate | None
     classes: CategoricalAggregate | None
+    labelled: ScoreHistogramAggregate | None = None
+    """Score histograms of the window's labelled predictions: the reference's calibration."""
 
     @classmethod
     def of(cls, bundle: WindowBundle) -> WindowPart:
@@ -104,6 +108,7 @@ class WindowPart:
             features=bundle.features,
             scores=bundle.prediction_values,
             classes=bundle.prediction_classes,
+            labelled=bundle.scores,
         )
 
 
@@ -145,7 +150,9 @@ def build_reference(
     The output is ``__prediction__`` as for a file (``modelmon.references.reference_kinds``): the
     score of a binary model (its predicted class when no event had a score), the prediction of a
     regression model, the predicted class of a multiclass model. A feature (or output) with no
-    present value in these windows is left out, with a warning: it gets no drift.
+    present value in these windows is left out, with a warning: it gets no drift. A classifier
+    whose windows hold labelled scores also gets a score calibration from their histograms
+    (performance estimation; ``detectors.scored.calibration_from_histograms``).
     """
     windows = list(parts)
     columns: dict[str, list[WindowAggregate]] = {
@@ -168,7 +175,14 @@ def build_reference(
         )  # fmt: skip
     if not present:
         raise ValueError(f"automatic reference of {spec.model_id}: no feature has a present value")
-    return ReferenceProfile.from_aggregates(present, sample_size=sample_size, max_categories=max_categories)
+    profile = ReferenceProfile.from_aggregates(
+        present, sample_size=sample_size, max_categories=max_categories
+    )
+    labelled = [part.labelled for part in windows if part.labelled is not None]
+    calibration, rows = calibration_from_histograms(spec, labelled)
+    if calibration is not None:
+        log.info("automatic reference of %s: calibration from %d labelled scores", spec.model_id, rows)
+    return profile.with_calibration(calibration)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from fractions import Fraction
 from itertools import compress, repeat
 from operator import attrgetter, is_not, methodcaller
@@ -14,6 +14,7 @@ import numpy as np
 from detectors import value_types as vt
 from detectors.base import Aggregate
 from detectors.durations import LABEL_DELAY_EDGES, LATENESS_EDGES
+from detectors.estimation import ScoreBins
 from detectors.exact import exact_square_total, exact_total
 from detectors.fidelity import FidelityAggregate
 from detectors.hashing import row_keys_from_ids
@@ -27,10 +28,12 @@ from detectors.profiles import (
     ReferenceProfile,
     WindowAggregate,
 )
+from detectors.scored import estimation_classes, fold_scores
 from modelmon.events import PredictionEvent
 from modelmon.references import PREDICTION_FEATURE
 from modelmon.spec import ModelSpec, Task
 from streams.columns import (
+    JoinedPair,
     PredictionColumns,
     category_values,
     feature_columns,
@@ -50,18 +53,6 @@ LATENESS_EDGES_MS = tuple(1000.0 * edge for edge in LATENESS_EDGES)
 LABEL_DELAY_EDGES_MS = tuple(1000.0 * edge for edge in LABEL_DELAY_EDGES)
 _NO_SUMS = (Fraction(0), Fraction(0))
 AggregateT = TypeVar("AggregateT", bound=Aggregate)
-
-
-@dataclass(frozen=True)
-class JoinedPair:
-    """A prediction joined with its label (what stage 1's join table hands over)."""
-
-    prediction: float | int | str
-    score: float | None
-    scores: dict[str, float] | None
-    label: float | int | str
-    prediction_ts_ms: int
-    label_ts_ms: int
 
 
 def _feature_aggregate(
@@ -88,7 +79,7 @@ class WindowBundle:
 
     Read access for stage 2: ``events``, ``labels``, ``features`` (name → aggregate),
     ``prediction_values``, ``prediction_classes``, ``fidelity`` (durations in milliseconds),
-    ``confusion``, ``scores`` and ``regression``.
+    ``confusion``, ``scores``, ``regression`` and ``estimation`` (score bins of every prediction).
     """
 
     def __init__(self, key: BundleKey, task: Task, positive_class: str) -> None:
@@ -111,6 +102,8 @@ class WindowBundle:
         self._log_loss = Fraction(0)
         self._regression: RegressionAggregate | None = None
         """Error sums of joined pairs; None for classifiers."""
+        self.estimation: ScoreBins | None = None
+        """Score bins of all predictions, labelled or not (classifiers; ``detectors.scored``)."""
 
     @classmethod
     def empty(
@@ -137,6 +130,7 @@ class WindowBundle:
             bundle.confusion = ConfusionMatrixAggregate()
             positive = spec.positive_class if spec.task is Task.BINARY else None
             bundle._scores = ScoreHistogramAggregate(pos_label=positive)
+            bundle.estimation = ScoreBins.empty(estimation_classes(spec) or ())
         return bundle
 
     # -- read access ---------------------------------------------------------------------------
@@ -218,6 +212,11 @@ class WindowBundle:
         if self.prediction_classes is not None:
             text, valid = canonical_labels(label_array(predictions))
             self.prediction_classes.update_batch(text[valid])
+            if self.estimation is not None:  # one vectorised add per batch (detectors.scored)
+                self.estimation = fold_scores(
+                    self.estimation, (text, valid), binary=self.task is Task.BINARY, score=batch.scores,
+                    class_scores=batch.class_scores,
+                )  # fmt: skip
         self.events += n
 
     def add_labels(self, pairs: Sequence[JoinedPair], spec: ModelSpec) -> None:
@@ -311,6 +310,7 @@ class WindowBundle:
         out._scores = _merged(self._scores, other._scores)
         out._log_loss = self._log_loss + other._log_loss
         out._regression = _merged(self._regression, other._regression)
+        out.estimation = _merged(self.estimation, other.estimation)
 
     def to_dict(self) -> dict[str, Any]:
         """Strict JSON (no NaN or infinity); equal for equal contents, however they were batched."""
@@ -339,6 +339,7 @@ class WindowBundle:
             "confusion": _to_dict(self.confusion),
             "scores": None if self._scores is None else self._scores_dict(self._scores),
             "regression": _to_dict(self._regression),
+            "estimation": None if self.estimation is None else self.estimation.to_dict(),
         }
 
     @classmethod
@@ -366,6 +367,8 @@ class WindowBundle:
         bundle.confusion = _from_dict(ConfusionMatrixAggregate, data["confusion"])
         bundle._scores = _from_dict(ScoreHistogramAggregate, data["scores"])
         bundle._regression = _from_dict(RegressionAggregate, data["regression"])
+        if data.get("estimation") is not None:  # partials written before estimation have none
+            bundle.estimation = ScoreBins.from_dict(data["estimation"])
         # The dict holds the exact, batch-independent log-loss sum (see to_dict): it is the state.
         if bundle._scores is not None:
             bundle._log_loss = Fraction(data["scores"]["log_loss_sum"])

@@ -32,6 +32,8 @@ class PredictionColumns:
     predictions: Sequence[Any]
     scores: npt.NDArray[np.float64]
     ingest_ms: npt.NDArray[np.int64]
+    class_scores: Sequence[dict[str, float] | None] | None = None
+    """Per-class scores of a multiclass model, a dict or None per event (None: not carried)."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -50,7 +52,20 @@ class PredictionColumns:
             predictions=[event.prediction for event in events],
             scores=np.array([event.score for event in events], dtype=np.float64),
             ingest_ms=ingest,
+            class_scores=[event.scores for event in events],
         )
+
+
+@dataclass(frozen=True)
+class JoinedPair:
+    """A prediction joined with its label (what stage 1's join table hands over)."""
+
+    prediction: float | int | str
+    score: float | None
+    scores: dict[str, float] | None
+    label: float | int | str
+    prediction_ts_ms: int
+    label_ts_ms: int
 
 
 def feature_columns(dicts: Sequence[Mapping[str, Any]], names: Collection[str]) -> dict[str, np.ndarray]:

@@ -29,6 +29,7 @@ from modelmon.events import MetricPoint
 from modelmon.references import PREDICTION_FEATURE
 from modelmon.spec import ModelSpec, Task
 from streams.bundle import BundleKey, WindowBundle
+from streams.estimated import estimated_points
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ def window_metrics(
     source: str = "stage2",
     revision: int = 0,
 ) -> list[MetricPoint]:
-    """Every metric of one closed window (see docs/metric-names.md); drift only with a ``reference``."""
+    """Every metric of one closed window (see docs/metric-names.md); drift only with a ``reference``,
+    estimated performance only with a calibrated one (:mod:`streams.estimated`)."""
     points = _Points(bundle.key, source, revision)
     points.add(m.EVENTS, "", bundle.events)
     points.add(m.LABELS, "", bundle.labels)
@@ -103,7 +105,9 @@ def window_metrics(
     if bundle.label_missing:
         points.add(m.LABEL_MISSING, "", bundle.label_missing)
     points.add(m.LABEL_COVERAGE, "", Metric.ratio(bundle.labels, bundle.events, "no events"))
-    _performance(bundle, points)
+    realized = _performance(bundle, points)
+    for metric, value, details in estimated_points(bundle, reference, realized):
+        points.add(metric, "", value, **details)
     _fidelity(bundle, points)
     if reference is not None:
         _feature_drift(bundle, spec, reference, points)
@@ -111,18 +115,19 @@ def window_metrics(
     return points.points
 
 
-def _performance(bundle: WindowBundle, points: _Points) -> None:
+def _performance(bundle: WindowBundle, points: _Points) -> dict[str, float]:
+    """Add the realized performance points; return the defined classification values by name."""
     if bundle.labels == 0:
-        return
+        return {}
     regression = bundle.regression
     if regression is not None:
         result = regression_from(regression)
         for name in m.REGRESSION_METRICS:
             points.add(name, "", result[name], n=regression.count, n_invalid=regression.n_invalid)
-        return
+        return {}
     confusion, scores = bundle.confusion, bundle.scores
     if confusion is None:
-        return
+        return {}
     scored = scores if scores is not None and scores.count else None
     average: Average = "binary" if bundle.task is Task.BINARY else "macro"
     result = classification_from(confusion, scored, pos_label=bundle.positive_class, average=average)
@@ -137,6 +142,8 @@ def _performance(bundle: WindowBundle, points: _Points) -> None:
         if average == "binary":
             details["positive_class"] = bundle.positive_class
         points.add(name, "", result[name], **details)
+    values = {name: result[name].value for name in m.ESTIMATED_METRICS if name in result}
+    return {name: value for name, value in values.items() if math.isfinite(value)}
 
 
 def _fidelity(bundle: WindowBundle, points: _Points) -> None:

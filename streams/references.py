@@ -13,7 +13,7 @@ from typing import Any, Self
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
 from detectors.profiles import ReferenceProfile
-from detectors.profiles.records import ReferenceRecord, newest_complete, reference_records
+from detectors.profiles.records import ReferenceRecord, newest_complete, profile_of, reference_records
 from modelmon.admin import ensure_topics, topic_partitions
 from modelmon.references import InvalidReferenceMessage
 from modelmon.settings import Settings
@@ -296,7 +296,7 @@ class ReferenceCatalog:
             identity = [(r.reference_id, r.feature) for r in chosen]
             if identity == self._chosen.get(version_key, []):
                 return  # e.g. a feature of a newer publication still arriving, or a duplicate
-            profile = ReferenceProfile({r.feature: r.feature_profile() for r in chosen}) if chosen else None
+            profile = profile_of(chosen) if chosen else None
             if profile is None:
                 self._chosen.pop(version_key, None)
                 self._profiles.pop(version_key, None)

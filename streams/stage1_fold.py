@@ -17,6 +17,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Protocol, cast
 
 import numpy as np
@@ -240,6 +241,7 @@ def _columns(events: list[Prediction], ingest: list[int]) -> PredictionColumns:
         predictions=[e.prediction for e in events],
         scores=np.array([e.score for e in events], dtype=np.float64),
         ingest_ms=np.asarray(ingest, dtype=np.int64),
+        class_scores=list(map(attrgetter("scores"), events)),
     )
 
 
@@ -254,4 +256,5 @@ def _take(columns: PredictionColumns, rows: list[int]) -> PredictionColumns:
         predictions=[columns.predictions[r] for r in rows],
         scores=columns.scores[index],
         ingest_ms=columns.ingest_ms[index],
+        class_scores=None if columns.class_scores is None else [columns.class_scores[r] for r in rows],
     )

@@ -11,12 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from detectors.estimation import Calibration, binary_scores
 from detectors.profiles import (
     CategoricalFeatureProfile,
     FeatureProfile,
     NumericalFeatureProfile,
     ReferenceProfile,
 )
+from detectors.scored import estimation_classes, fit_calibration
 from modelmon.kinds import FeatureKind, check_kind
 from modelmon.references import PREDICTION_FEATURE
 from modelmon.spec import ModelSpec, Task
@@ -25,6 +27,10 @@ CSV_SUFFIXES = (".csv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 MISSING_TEXTS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 """CSV cells read as missing (compared after stripping spaces and lower-casing)."""
+LABEL_COLUMN = "label"
+"""The true class of a reference row: with the scores, it calibrates performance estimation."""
+CLASS_SCORE_PREFIX = "score_"
+"""A multiclass reference's per-class score columns: ``score_<class>``."""
 
 
 class ReferenceFileError(ValueError):
@@ -65,6 +71,44 @@ class FileReference:
     """Profile name → the file column it came from."""
     ignored: list[str]
     """File columns that are not part of the profile."""
+    calibration_rows: int = 0
+    """Labelled, scored rows the calibration was fitted on (0: no calibration)."""
+
+
+def calibration_columns(
+    spec: ModelSpec, available: Iterable[str]
+) -> tuple[tuple[str, ...], list[str]] | None:
+    """The classes and score columns a calibration is fitted on, or None when the file cannot give one.
+
+    A classifier's file needs a ``label`` column and its scores: ``score`` (P(positive)) for a
+    binary model, ``score_<class>`` per class for a multiclass one (the spec's ``classes``, or every
+    ``score_`` column when the spec lists none).
+
+    >>> from modelmon.spec import parse_spec
+    >>> spec = parse_spec({"model_id": "m", "task": "binary", "features": {"age": {"type": "numerical"}}})
+    >>> calibration_columns(spec, ["age", "score", "label"]), calibration_columns(spec, ["age", "score"])
+    ((('0', '1'), ['score']), None)
+    """
+    classes = estimation_classes(spec)
+    columns = list(available)
+    if classes is None or LABEL_COLUMN not in columns:
+        return None
+    if spec.task is Task.BINARY:
+        return (classes, ["score"]) if "score" in columns else None
+    found = sorted(c[len(CLASS_SCORE_PREFIX) :] for c in columns if c.startswith(CLASS_SCORE_PREFIX))
+    classes = classes or tuple(found)
+    wanted = [f"{CLASS_SCORE_PREFIX}{label}" for label in classes]
+    return (classes, wanted) if len(classes) >= 2 and set(wanted) <= set(columns) else None
+
+
+def _calibration(
+    spec: ModelSpec, classes: tuple[str, ...], columns: Mapping[str, np.ndarray], score_columns: list[str]
+) -> tuple[Calibration | None, int]:
+    if spec.task is Task.BINARY:
+        scores = binary_scores(columns[score_columns[0]])
+    else:
+        scores = np.column_stack([columns[name] for name in score_columns])
+    return fit_calibration(classes, columns[LABEL_COLUMN], scores, binary=spec.task is Task.BINARY)
 
 
 def load_reference_file(
@@ -72,6 +116,8 @@ def load_reference_file(
 ) -> FileReference:
     """Read a CSV or Parquet file and profile the features of ``spec`` (and the model output, if present).
 
+    With a ``label`` column and the model's scores (:func:`calibration_columns`), the profile also
+    carries a score calibration fitted on the labelled rows (performance estimation).
     Raises :class:`ReferenceFileError` naming the file and the missing or unusable columns.
     """
     file = Path(path)
@@ -84,6 +130,11 @@ def load_reference_file(
             f"(columns in the file: {', '.join(header) or 'none'})"
         )
     wanted = {column: kind for column, kind in kinds.values()}
+    calibrated = calibration_columns(spec, header)
+    if calibrated is not None:
+        wanted |= {LABEL_COLUMN: FeatureKind.CATEGORICAL} | dict.fromkeys(
+            calibrated[1], FeatureKind.NUMERICAL
+        )
     columns, rows = _read_columns(file, wanted)
     if rows == 0:
         raise ReferenceFileError(f"{file}: no data rows")
@@ -93,13 +144,19 @@ def load_reference_file(
             features[name] = _profile_column(columns[column], kind, sample_size, max_categories, seed)
         except ValueError as error:
             raise ReferenceFileError(f"{file}: column {column!r} ({kind}): {error}") from None
-    used = {column for column, _ in kinds.values()}
+    calibration, calibration_rows = None, 0
+    if calibrated is not None:
+        try:
+            calibration, calibration_rows = _calibration(spec, calibrated[0], columns, calibrated[1])
+        except ValueError as error:
+            raise ReferenceFileError(f"{file}: calibration from column {LABEL_COLUMN!r}: {error}") from None
     return FileReference(
-        profile=ReferenceProfile(features),
+        profile=ReferenceProfile(features, calibration=calibration),
         rows=rows,
         source=f"file:{file.name}",
         columns={name: column for name, (column, _) in kinds.items()},
-        ignored=[column for column in header if column not in used],
+        ignored=[column for column in header if column not in wanted],
+        calibration_rows=calibration_rows,
     )
 
 

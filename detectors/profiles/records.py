@@ -11,10 +11,11 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from detectors.estimation import Calibration
 from detectors.profiles import (
     CategoricalFeatureProfile,
     FeatureProfile,
@@ -22,7 +23,10 @@ from detectors.profiles import (
     ReferenceProfile,
 )
 from modelmon.kinds import FeatureKind
-from modelmon.references import InvalidReferenceMessage, record_key
+from modelmon.references import CALIBRATION_RECORD, InvalidReferenceMessage, record_key
+
+CALIBRATION_KIND: Literal["calibration"] = "calibration"
+"""The ``kind`` of the record that carries the reference's score calibration (feature ``__calibration__``)."""
 
 
 class ReferenceRecord(BaseModel):
@@ -30,6 +34,9 @@ class ReferenceRecord(BaseModel):
 
     ``reference_id`` is shared by the records of one publication and ``features`` lists all of them,
     so a reader assembles the newest complete publication and ignores features it no longer has.
+    A labelled reference adds one record of kind ``calibration`` (feature ``__calibration__``,
+    the calibration's dict as ``profile``), listed in ``features`` like the others; it becomes the
+    profile's ``calibration``, not a feature. Publications without it read as before.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -37,7 +44,7 @@ class ReferenceRecord(BaseModel):
     model_id: str = Field(min_length=1)
     model_version: str = Field(min_length=1)
     feature: str = Field(min_length=1)
-    kind: FeatureKind
+    kind: FeatureKind | Literal["calibration"]
     profile: dict[str, Any]
     created_at: datetime
     source: str = Field(min_length=1, description="'file:<name>', 'first_n', 'first_period', 'rolling'.")
@@ -53,14 +60,32 @@ class ReferenceRecord(BaseModel):
     def key(self) -> str:
         return record_key(self.model_id, self.model_version, self.feature)
 
+    @property
+    def is_calibration(self) -> bool:
+        return self.kind == CALIBRATION_KIND
+
     def feature_profile(self) -> FeatureProfile:
         """The profile of this feature (parsed once); raises :class:`InvalidReferenceMessage` if invalid."""
-        return self._parsed_profile
+        parsed = self._parsed_profile
+        if self.is_calibration:
+            raise InvalidReferenceMessage(f"record {self.key!r} is the calibration, not a feature")
+        return parsed  # type: ignore[return-value]
+
+    def calibration(self) -> Calibration:
+        """The calibration this record carries (kind ``calibration`` only)."""
+        parsed = self._parsed_profile
+        if not self.is_calibration:
+            raise InvalidReferenceMessage(f"record {self.key!r} is a feature, not the calibration")
+        return parsed  # type: ignore[return-value]
 
     @cached_property
-    def _parsed_profile(self) -> FeatureProfile:
+    def _parsed_profile(self) -> FeatureProfile | Calibration:
         # A cached_property is not a field: not serialised, and not part of ==.
         try:
+            if self.is_calibration != (self.feature == CALIBRATION_RECORD):
+                raise ValueError(f"kind {self.kind!r} for feature {self.feature!r}")
+            if self.is_calibration:
+                return Calibration.from_dict(self.profile)
             if self.kind != self.profile.get("kind"):
                 raise ValueError(f"kind {self.kind!r} but the profile says {self.profile.get('kind')!r}")
             if self.kind == "numerical":
@@ -81,7 +106,7 @@ class ReferenceRecord(BaseModel):
             record = cls.model_validate_json(value)
         except ValidationError as error:
             raise InvalidReferenceMessage(str(error)) from None
-        record.feature_profile()
+        record._parsed_profile  # noqa: B018 -- parse now: an invalid profile is an invalid message
         return record
 
 
@@ -100,7 +125,11 @@ def reference_records(
     when = when.replace(microsecond=when.microsecond // 1000 * 1000)  # the millisecond resolution stored
     reference_id = uuid.uuid4().hex
     names = list(profile)
-    return [
+    if CALIBRATION_RECORD in names:
+        raise ValueError(f"{CALIBRATION_RECORD!r} is reserved for the calibration, not a feature name")
+    calibration = profile.calibration
+    every = names if calibration is None else [*names, CALIBRATION_RECORD]
+    records = [
         ReferenceRecord(
             model_id=model_id,
             model_version=model_version,
@@ -110,10 +139,18 @@ def reference_records(
             created_at=when,
             source=source,
             reference_id=reference_id,
-            features=names,
+            features=every,
         )
         for name in names
     ]
+    if calibration is not None:
+        record = ReferenceRecord(
+            model_id=model_id, model_version=model_version, feature=CALIBRATION_RECORD,
+            kind=CALIBRATION_KIND, profile=calibration.to_dict(), created_at=when, source=source,
+            reference_id=reference_id, features=every,
+        )  # fmt: skip
+        records.append(record)
+    return records
 
 
 def newest_complete(records: Iterable[ReferenceRecord]) -> list[ReferenceRecord] | None:
@@ -135,9 +172,21 @@ def newest_complete(records: Iterable[ReferenceRecord]) -> list[ReferenceRecord]
     return None
 
 
+def profile_of(chosen: Iterable[ReferenceRecord]) -> ReferenceProfile:
+    """The profile of one publication's records: the features, and the calibration if it has one."""
+    features: dict[str, FeatureProfile] = {}
+    calibration = None
+    for record in chosen:
+        if record.is_calibration:
+            calibration = record.calibration()
+        else:
+            features[record.feature] = record.feature_profile()
+    return ReferenceProfile(features, calibration=calibration)
+
+
 def assemble_reference(records: Iterable[ReferenceRecord]) -> ReferenceProfile | None:
     """The profile of the newest complete publication (see :func:`newest_complete`), or ``None``."""
     chosen = newest_complete(records)
     if chosen is None:
         return None
-    return ReferenceProfile({record.feature: record.feature_profile() for record in chosen})
+    return profile_of(chosen)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from detectors.base import same_state
 from detectors.features import FeatureValues
@@ -19,6 +19,9 @@ from detectors.profiles.feature_profiles import (
 )
 from detectors.profiles.numeric import NumericAggregate
 from modelmon.kinds import FeatureKind, check_kind
+
+if TYPE_CHECKING:
+    from detectors.estimation import Calibration
 
 __all__ = [
     "CategoricalFeatureProfile",
@@ -56,10 +59,21 @@ class ReferenceProfile(Mapping[str, FeatureProfile]):
     {'free': 477, 'pro': 523}
     >>> ReferenceProfile.from_json(profile.to_json()) == profile
     True
+
+    ``calibration`` (optional) maps the model's scores to the probability of being right, fitted on
+    a labelled reference (``detectors.estimation``); stage 2 estimates performance with it. It is
+    not a feature: iterating the profile, and drift, see only the features.
     """
 
-    def __init__(self, features: Mapping[str, FeatureProfile]) -> None:
+    def __init__(
+        self, features: Mapping[str, FeatureProfile], *, calibration: Calibration | None = None
+    ) -> None:
         self._features = dict(features)
+        self.calibration = calibration
+
+    def with_calibration(self, calibration: Calibration | None) -> ReferenceProfile:
+        """The same features with ``calibration``."""
+        return ReferenceProfile(self._features, calibration=calibration)
 
     @classmethod
     def from_data(
@@ -141,7 +155,12 @@ class ReferenceProfile(Mapping[str, FeatureProfile]):
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"features": {name: feature.to_dict() for name, feature in self._features.items()}}
+        data: dict[str, Any] = {
+            "features": {name: feature.to_dict() for name, feature in self._features.items()}
+        }
+        if self.calibration is not None:
+            data["calibration"] = self.calibration.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -151,7 +170,12 @@ class ReferenceProfile(Mapping[str, FeatureProfile]):
                 features[name] = NumericalFeatureProfile.from_dict(item)
             else:
                 features[name] = CategoricalFeatureProfile.from_dict(item)
-        return cls(features)
+        calibration = None
+        if data.get("calibration") is not None:
+            from detectors.estimation import Calibration  # here: estimation may import the profiles
+
+            calibration = Calibration.from_dict(data["calibration"])
+        return cls(features, calibration=calibration)
 
     def to_json(self) -> str:
         """Strict JSON (no NaN or infinity)."""

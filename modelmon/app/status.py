@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from modelmon import metrics as m
-from modelmon.references import PREDICTION_FEATURE
+from modelmon.references import CALIBRATION_RECORD, PREDICTION_FEATURE
 from modelmon.spec import ModelSpec, Task
 
 STAGE2 = "source = 'stage2' AND segment = ''"
@@ -114,7 +114,9 @@ def references(client: Any) -> dict[tuple[str, str], dict[str, Any]]:
     rows = _rows(
         client,
         "SELECT model_id, model_version, argMax(JSONExtractString(profile, 'source'), created_at), "
-        "max(created_at), count() FROM reference_profiles FINAL GROUP BY model_id, model_version",
+        "max(created_at), countIf(feature != {calibration:String}) FROM reference_profiles FINAL "
+        "GROUP BY model_id, model_version",
+        calibration=CALIBRATION_RECORD,  # the score calibration is stored beside the features, not one
     )
     return {
         (str(model), str(version)): {"source": str(source), "created_at": _iso(created), "features": int(n)}

@@ -66,6 +66,7 @@ class Rows:
             ids=[self.ids[r] for r in rows], ts_ms=self.ts_ms[rows],
             features=[self.features[r] for r in rows], predictions=[self.predictions[r] for r in rows],
             scores=self.scores[rows], ingest_ms=self.ingest_ms[rows],
+            class_scores=[self.class_scores[r] for r in rows],
         )  # fmt: skip
 
     def pairs(self, rows: np.ndarray) -> list[JoinedPair]:

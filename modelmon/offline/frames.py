@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from detectors.estimation import Calibration, binary_scores
 from detectors.labels import canonical_label
 from detectors.profiles import ReferenceProfile
 from detectors.profiles.files import load_reference_file, reference_kinds
+from detectors.scored import class_score_matrix, estimation_classes, fit_calibration, score_classes
 from modelmon.kinds import FeatureKind
 from modelmon.spec import ModelSpec, SpecError, Task, load_spec_file, parse_spec
 
@@ -210,7 +212,9 @@ def reference_profile(
     """The reference profile: given, read from a CSV/Parquet file, or built from a DataFrame.
 
     A DataFrame is profiled like a reference file (``modelmon reference load``): every spec
-    feature, plus the model output (``score`` of a binary model, else ``prediction``) if present.
+    feature, plus the model output (``score`` of a binary model, else ``prediction``) if present,
+    and, with a label column and the scores (``score``, or the ``scores`` dicts of a multiclass
+    model), the score calibration that estimates performance.
     """
     if isinstance(reference, ReferenceProfile):
         return reference
@@ -224,12 +228,33 @@ def reference_profile(
     for name, (column, kind) in kinds.items():
         data[name] = _reference_column(frame[column], str(column), kind)
     try:
-        return ReferenceProfile.from_data(
+        profile = ReferenceProfile.from_data(
             data, {name: kind for name, (_, kind) in kinds.items()},
             sample_size=REFERENCE_SAMPLE_SIZE, max_categories=MAX_CATEGORIES, seed=0,
         )  # fmt: skip
+        return profile.with_calibration(frame_calibration(frame, spec, columns))
     except ValueError as error:
         raise OfflineError(f"the reference DataFrame: {error}") from None
+
+
+def frame_calibration(frame: pd.DataFrame, spec: ModelSpec, columns: Columns) -> Calibration | None:
+    """The calibration of a reference frame's labelled scores, or None without labels or scores."""
+    classes = estimation_classes(spec)
+    if classes is None or columns.label not in frame.columns:
+        return None
+    labels = plain_values(frame[columns.label])
+    if spec.task is Task.BINARY:
+        if "score" not in frame.columns:
+            return None
+        score = pd.to_numeric(frame["score"], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+        scores = binary_scores(score)
+    else:
+        if columns.scores not in frame.columns:
+            return None
+        rows = [row if isinstance(row, dict) else None for row in plain_values(frame[columns.scores])]
+        classes = classes or score_classes(rows)
+        scores = class_score_matrix(rows, classes)
+    return fit_calibration(classes, labels, scores, binary=spec.task is Task.BINARY)[0]
 
 
 def _reference_column(column: pd.Series, name: str, kind: FeatureKind) -> np.ndarray:

@@ -62,6 +62,9 @@ def reference_load(
         renamed = f" (column {column})" if column != name else ""
         counts = f"{feature.count} present, {feature.missing} missing"
         click.echo(f"  {name:<24} {feature.kind:<12} {counts}{renamed}")
+    if loaded.calibration_rows:
+        rows = loaded.calibration_rows
+        click.echo(f"  {'(calibration)':<24} {'scores':<12} {rows} labelled rows: performance is estimated")
     if loaded.ignored:
         click.echo(f"  ignored columns: {', '.join(loaded.ignored)}")
     topic, bootstrap, source = config.topics.reference_profiles, config.kafka_bootstrap, loaded.source

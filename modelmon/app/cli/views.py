@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -31,6 +32,7 @@ def status(model_id: str | None, as_json: bool) -> None:
     except SpecError as error:  # status still shows what is stored; the specs only add reference goals
         specs, notes = {}, [f"specs not read: {str(error).splitlines()[0]}"]
     client = stored_client(config, "status")  # connection errors and an empty database: one line, exit 1
+    result: dict[str, Any] | None
     try:
         if model_id is None:
             result = collect_status(client, specs, target) | {"notes": notes}
