@@ -121,17 +121,28 @@ class ScoreBins:
             raise ValueError(f"scores must have shape {(predicted.size, k)}, got {scores.shape}")
         if predicted.size and not np.issubdtype(predicted.dtype, np.integer):
             raise ValueError(f"predicted must be integer class indices, got dtype {predicted.dtype}")
-        with np.errstate(invalid="ignore"):
-            valid = (np.isfinite(scores) & (scores >= 0.0) & (scores <= 1.0)).all(axis=1)
-        valid &= (predicted >= 0) & (predicted < k)
-        self.n_invalid += int(valid.size - np.count_nonzero(valid))
-        if not valid.any():
+        if not predicted.size:
             return
-        cells = np.arange(k) * N_BINS + bin_index(scores[valid])  # (m, k): class row, score bin
-        is_predicted = predicted[valid, None] == np.arange(k)
+        # min/max are NaN if any score is: the fast check then fails and the rows are filtered
+        all_valid = k > 0 and scores.min() >= 0.0 and scores.max() <= 1.0
+        if not (all_valid and predicted.min() >= 0 and predicted.max() < k):
+            with np.errstate(invalid="ignore"):
+                valid = ((scores >= 0.0) & (scores <= 1.0)).all(axis=1)  # NaN compares False
+            valid &= (predicted >= 0) & (predicted < k)
+            self.n_invalid += int(valid.size - np.count_nonzero(valid))
+            scores, predicted = scores[valid], predicted[valid]
+            if not predicted.size:
+                return
+        # One bincount over cells (m, k) = [predicted or not, class row, score bin], flattened.
         size = k * N_BINS
-        self.predicted += np.bincount(cells[is_predicted], minlength=size).reshape(k, N_BINS)
-        self.other += np.bincount(cells[~is_predicted], minlength=size).reshape(k, N_BINS)
+        cells = bin_index(scores)
+        for row in range(1, k):
+            cells[:, row] += row * N_BINS
+        flat = cells.reshape(-1)
+        flat[np.arange(predicted.size) * k + predicted] += size
+        counts = np.bincount(flat, minlength=2 * size).reshape(2, k, N_BINS)
+        self.other += counts[0]
+        self.predicted += counts[1]
 
     def merge(self, other: ScoreBins) -> ScoreBins:
         """Sum of both windows. Same classes keep their order; otherwise the sorted union."""

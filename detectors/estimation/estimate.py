@@ -5,15 +5,18 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
+from detectors.estimation.analytic import binary_sds, multiclass_sds
 from detectors.estimation.bins import ScoreBins, binary_scores
 from detectors.estimation.calibration import Calibration
 
 ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 TASKS = ("binary", "multiclass")
+BANDS = ("normal", "draws")
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ def estimate(
     *,
     task: str,
     positive: str | None = None,
+    band: str = "normal",
     draws: int = 400,
     seed: int = 0,
     level: float = 0.95,
@@ -130,18 +134,22 @@ def estimate(
     and F1 are ratios of expectations). ROC AUC uses expected positives and negatives per bin,
     scores within a bin counted as tied (1/2), as ``ScoreHistogramAggregate`` does.
 
-    The band is the sampling error of the realized metric if the calibration holds: ``draws``
-    samples of the positives per bin (binomial, drawn from its normal approximation with
-    ``numpy.random.Generator(seed)``), each metric computed
-    per sample, and its ``(1 - level) / 2`` and ``1 - (1 - level) / 2`` quantiles, widened to
-    contain ``value``. It leaves out the calibration's own error (finite reference) and any
-    concept drift. Deterministic for a given seed.
+    The band is the sampling error of the realized metric if the calibration holds: the positives
+    of each bin are independent binomials (count, rate). ``band="normal"`` (default, O(bins), no
+    random draws): ``value ± z·sd`` with ``z`` the normal quantile of ``level``, clipped to [0, 1];
+    the sd is exact for accuracy (a sum of the binomials) and the delta method's (first order, at
+    the expected counts) for precision, recall, F1 and ROC AUC (see ``detectors.estimation.analytic``).
+    ``band="draws"``: ``draws`` samples of the positives per bin (drawn from each binomial's normal
+    approximation with ``numpy.random.Generator(seed)``), each metric computed per sample, and its
+    ``(1 - level) / 2`` and ``1 - (1 - level) / 2`` quantiles; ``seed`` and ``draws`` only matter
+    there. Either band is widened to contain ``value``. It leaves out the calibration's own error
+    (finite reference) and any concept drift. Deterministic.
 
     ``task="binary"``: ``calibration.classes`` are (negative, positive), or ``positive`` names the
     positive class; metrics are the positive class's. ``task="multiclass"``: accuracy, and the
     macro mean over classes (one-vs-rest) of precision, recall, F1 and ROC AUC, over the classes
-    where each is defined. Classes are drawn independently, so macro bands ignore that an event has
-    one label (accuracy's is exact: its events are disjoint). A metric undefined for the window
+    where each is defined. Classes are taken as independent, so macro bands ignore that an event
+    has one label (accuracy's is exact: its events are disjoint). A metric undefined for the window
     (e.g. precision with no predicted positive) is left out; an empty window gives ``{}``. Counts
     for a class the calibration does not know raise ``ValueError``.
 
@@ -168,12 +176,15 @@ def estimate(
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if band not in BANDS:
+        raise ValueError(f"band must be one of {BANDS}, got {band!r}")
     if draws < 0:
         raise ValueError(f"draws must be >= 0, got {draws!r}")
     aligned = bins.aligned(calibration.classes)
     if aligned.count == 0:
         return {}
     rng = np.random.Generator(np.random.PCG64(seed))
+    draws = draws if band == "draws" else 0
     if task == "binary":
         classes = calibration.classes
         if len(classes) != 2:
@@ -182,18 +193,27 @@ def estimate(
         if label not in classes:
             raise ValueError(f"positive class {label!r} is not one of {list(classes)!r}")
         p = classes.index(label)
-        expected, drawn = _binary(aligned.predicted[p], aligned.other[p], calibration.rates[p], rng, draws)
+        rows = (aligned.predicted[p], aligned.other[p], calibration.rates[p])
+        expected, drawn = _binary(*rows, rng, draws)
+        sds = binary_sds(*rows) if band == "normal" else {}
     else:
-        expected, drawn = _multiclass(aligned.predicted, aligned.other, calibration.rates, rng, draws)
+        rows = (aligned.predicted, aligned.other, calibration.rates)
+        expected, drawn = _multiclass(*rows, rng, draws)
+        sds = multiclass_sds(*rows) if band == "normal" else {}
     tail = (1.0 - level) / 2.0
+    z = NormalDist().inv_cdf(1.0 - tail)
     out: dict[str, Estimate] = {}
     for name in ESTIMATED_METRICS:
         value = float(expected[name])
         if not np.isfinite(value):
             continue
-        samples = drawn[name] if drawn is not None else np.array([])
-        samples = samples[np.isfinite(samples)]
-        lower, upper = np.quantile(samples, [tail, 1.0 - tail]) if samples.size else (value, value)
+        if band == "normal":
+            spread = z * sds[name] if np.isfinite(sds[name]) else 0.0
+            lower, upper = max(value - spread, 0.0), min(value + spread, 1.0)
+        else:
+            samples = drawn[name] if drawn is not None else np.array([])
+            samples = samples[np.isfinite(samples)]
+            lower, upper = np.quantile(samples, [tail, 1.0 - tail]) if samples.size else (value, value)
         out[name] = Estimate(value, min(float(lower), value), max(float(upper), value))
     return out
 
@@ -227,7 +247,7 @@ def estimate_from_arrays(
 
     Scores are ``(n, k)`` aligned with ``classes``, or for two classes a 1-D P(``classes[1]``)
     (see :func:`binary_scores`); labels and predictions are class indices or class names.
-    ``options`` (draws, seed, level) go to :func:`estimate`.
+    ``options`` (band, draws, seed, level) go to :func:`estimate`.
 
     >>> rng = np.random.default_rng(1)
     >>> ref = rng.uniform(size=5000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from fractions import Fraction
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -19,6 +20,8 @@ from detectors.estimation import (
     estimate_from_arrays,
     pool_adjacent_violators,
 )
+from detectors.estimation.analytic import auc_gradient
+from detectors.estimation.estimate import _roc_auc
 from detectors.score_histogram import ScoreHistogramAggregate
 
 TIGHT = 1e-12
@@ -213,7 +216,8 @@ def test_calibration_from_a_score_histogram_matches_the_fit_on_the_same_rows() -
         Calibration.from_score_histogram(ScoreHistogramAggregate(bins=150), ("0", "1"))
 
 
-def test_band_covers_the_realized_metric_on_calibrated_windows() -> None:
+@pytest.mark.parametrize("band", ["normal", "draws"])
+def test_band_covers_the_realized_metric_on_calibrated_windows(band: str) -> None:
     rng = np.random.default_rng(8)
     ref = rng.uniform(size=50_000)
     cal = Calibration.fit(("0", "1"), binary_scores(ref), rng.uniform(size=ref.size) < ref)
@@ -224,7 +228,7 @@ def test_band_covers_the_realized_metric_on_calibrated_windows() -> None:
         y = rng.uniform(size=s.size) < s
         bins = ScoreBins.empty(("0", "1"))
         bins.add(binary_scores(s), (s >= 0.5).astype(int))
-        est = estimate(bins, cal, task="binary", seed=i)
+        est = estimate(bins, cal, task="binary", band=band, seed=i)
         tp, fp, fn = np.sum(y & (s >= 0.5)), np.sum(~y & (s >= 0.5)), np.sum(y & (s < 0.5))
         agg = ScoreHistogramAggregate(bins=N_BINS)
         agg.update_batch(y.astype(int), s)
@@ -238,6 +242,75 @@ def test_band_covers_the_realized_metric_on_calibrated_windows() -> None:
             hits[name] += est[name].lower <= value <= est[name].upper
     for name, count in hits.items():
         assert count / windows >= 0.9, (name, count / windows)
+
+
+def test_analytic_accuracy_band_is_the_exact_binomial_sd_by_hand() -> None:
+    cal = binary_calibration(low=(1, 10), high=(9, 10))
+    # 30 events with rate 0.9 and 20 with rate 0.1: var(correct) = 30 * 0.9 * 0.1 + 20 * 0.1 * 0.9 = 4.5
+    sd = np.sqrt(4.5) / 50
+    for level in (0.9, 0.95):
+        z = NormalDist().inv_cdf(0.5 + level / 2)
+        acc = estimate(hand_window(), cal, task="binary", level=level)["accuracy"]
+        assert (acc.lower, acc.upper) == pytest.approx((0.9 - z * sd, 0.9 + z * sd), abs=TIGHT)
+    # precision = TP / 30 with var(TP) = 30 * 0.09; its upper end is clipped at 1
+    prec = estimate(hand_window(), cal, task="binary")["precision"]
+    assert prec.value - prec.lower == pytest.approx(
+        NormalDist().inv_cdf(0.975) * np.sqrt(2.7) / 30, abs=TIGHT
+    )
+    assert prec.upper == 1.0
+
+
+def test_analytic_multiclass_accuracy_band_sums_the_classes_variances() -> None:
+    classes = ("a", "b", "c")
+    rates = np.empty((3, N_BINS))
+    for k, (below, above) in enumerate([(0.1, 0.9), (0.2, 0.7), (0.25, 0.6)]):
+        rates[k] = np.where(np.arange(N_BINS) < 50, below, above)
+    bins = ScoreBins.empty(classes)
+    rows = [[0.9, 0.05, 0.05]] * 10 + [[0.15, 0.7, 0.15]] * 5 + [[0.2, 0.2, 0.6]] * 5
+    bins.add(np.array(rows), np.r_[np.zeros(10, int), np.ones(5, int), np.full(5, 2)])
+    acc = estimate(bins, Calibration(classes, rates), task="multiclass")["accuracy"]
+    sd = np.sqrt(10 * 0.9 * 0.1 + 5 * 0.7 * 0.3 + 5 * 0.6 * 0.4) / 20
+    assert acc.upper - acc.value == pytest.approx(NormalDist().inv_cdf(0.975) * sd, abs=TIGHT)
+
+
+def test_roc_auc_gradient_matches_finite_differences() -> None:
+    total = np.array([5.0, 8.0, 0.0, 6.0, 4.0])
+    pos = np.array([0.5, 2.0, 0.0, 3.5, 3.2])
+    auc, grad = auc_gradient(pos, total)
+    assert float(auc) == pytest.approx(float(_roc_auc(pos, total - pos)), abs=TIGHT)
+    step = 1e-6
+    for b in range(total.size):
+        up, down = pos.copy(), pos.copy()
+        up[b] += step
+        down[b] -= step
+        numeric = (_roc_auc(up, total - up) - _roc_auc(down, total - down)) / (2 * step)
+        assert grad[b] == pytest.approx(float(numeric), abs=1e-7), b
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_analytic_band_agrees_with_the_draws_band(task: str) -> None:
+    rng = np.random.default_rng(12)
+    if task == "binary":
+        classes = ("0", "1")
+        ref = rng.uniform(size=50_000)
+        cal = Calibration.fit(classes, binary_scores(ref), rng.uniform(size=ref.size) < ref)
+        s = rng.beta(2.0, 2.5, size=2000)
+        scores, predicted = binary_scores(s), (s >= 0.5).astype(int)
+    else:
+        classes = ("a", "b", "c")
+        ref_scores, _ = random_window(rng, 30_000, classes)
+        labels = (rng.uniform(size=(ref_scores.shape[0], 1)) > ref_scores.cumsum(axis=1)).sum(axis=1)
+        cal = Calibration.fit(classes, ref_scores, labels)
+        scores, predicted = random_window(rng, 2000, classes)
+    bins = ScoreBins.empty(classes)
+    bins.add(scores, predicted)
+    normal = estimate(bins, cal, task=task)
+    drawn = estimate(bins, cal, task=task, band="draws", draws=4000)
+    assert sorted(normal) == sorted(drawn) == sorted(["accuracy", "precision", "recall", "f1", "roc_auc"])
+    for name, e in normal.items():
+        assert e.value == drawn[name].value
+        assert abs(e.lower - drawn[name].lower) < 0.01 and abs(e.upper - drawn[name].upper) < 0.01, name
+        assert e.lower < e.value < e.upper
 
 
 def test_bands_are_deterministic_for_a_seed() -> None:
@@ -282,6 +355,8 @@ def test_the_positive_class_can_be_named_and_unknown_classes_are_refused() -> No
         estimate(stranger, cal, task="binary")
     with pytest.raises(ValueError, match="task"):
         estimate(hand_window(), cal, task="regression")
+    with pytest.raises(ValueError, match="band"):
+        estimate(hand_window(), cal, task="binary", band="bootstrap")
 
 
 def test_estimate_from_arrays_takes_names_and_binary_scores() -> None:
@@ -290,7 +365,9 @@ def test_estimate_from_arrays_takes_names_and_binary_scores() -> None:
     labels = np.where(rng.uniform(size=ref.size) < ref, "fraud", "ok")
     cur = rng.beta(5, 2, size=3000)
     predicted = np.where(cur >= 0.5, "fraud", "ok")
-    est = estimate_from_arrays(ref, labels, cur, predicted, ("ok", "fraud"), task="binary", draws=50)
+    est = estimate_from_arrays(
+        ref, labels, cur, predicted, ("ok", "fraud"), task="binary", band="draws", draws=50
+    )
     expected = np.mean(np.where(cur >= 0.5, cur, 1 - cur))  # P(correct) of a calibrated score
     assert est["accuracy"].value == pytest.approx(expected, abs=0.01)
     assert isinstance(est["roc_auc"], Estimate) and sorted(est) == sorted(
