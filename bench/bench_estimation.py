@@ -167,6 +167,7 @@ def plot(path: Path, meta: dict, truth: dict, ours: dict, peer: dict | None) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     names = meta["scenarios"]
     fig, axes = plt.subplots(1, len(names), figsize=(13, 4.2), sharey=True, squeeze=False)
@@ -183,6 +184,7 @@ def plot(path: Path, meta: dict, truth: dict, ours: dict, peer: dict | None) -> 
         ax.plot(x, truth[name]["accuracy"], "k^", ms=4, label="realized (labels)")
         ax.set_title(f"{name} shift: accuracy per window of {meta['chunk_rows']:,} rows")
         ax.set_xlabel("window")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy")
     axes[0][0].legend(fontsize=8, loc="lower left")
