@@ -174,3 +174,19 @@ def test_a_partial_written_before_fairness_still_loads() -> None:
     assert loaded.fairness is None
     assert not [p for p in window_metrics(loaded, SPEC, None) if p.metric in m.FAIRNESS_METRICS]
     assert loaded.merge(bundle).fairness == bundle.fairness
+
+
+def test_rules_on_fairness_gaps_fire_per_attribute() -> None:
+    from retrain_trigger.rules import RuleEngine
+
+    rules = [
+        {"name": "parity", "metric": m.DEMOGRAPHIC_PARITY_DIFFERENCE, "feature": "gender", "segment": "",
+         "op": ">", "threshold": 0.05},
+        {"name": "odds", "metric": m.EQUALIZED_ODDS_DIFFERENCE, "feature": "any", "segment": "", "op": ">",
+         "threshold": 0.99},
+    ]  # fmt: skip
+    spec = parse_spec({**SPEC.model_dump(by_alias=True, exclude_none=True), "alerts": rules})
+    points = window_metrics(whole_model(run_stage1(events(1), chunk=200)), spec, None)
+    alerts = RuleEngine(spec).observe_all(points)
+    assert [(a.rule, a.feature, a.state.value) for a in alerts] == [("parity", "gender", "firing")]
+    assert "demographic_parity_difference[gender]" in alerts[0].message
