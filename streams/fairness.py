@@ -58,7 +58,10 @@ def group_text(value: Any, kind: str) -> str | None:
 def group_column(values: np.ndarray, kind: str) -> np.ndarray:
     """Groups of a column of values (object array, None: no group), vectorised as the drift fold."""
     if kind == "tag":
-        return np.where([isinstance(v, str) for v in values], values, None)
+        texts = np.full(values.size, None, dtype=object)
+        known = np.fromiter(map(isinstance, values, repeat(str)), bool, values.size)
+        texts[known] = values[known]
+        return texts
     typed = category_values(np.asarray(values, dtype=object), kind)
     if kind == "categorical":
         return typed
@@ -112,5 +115,5 @@ def fold_pairs(agg: FairnessAggregate | None, pairs: Sequence[JoinedPair], spec:
     positive = _favourable(spec, list(map(attrgetter("label"), pairs)))
     groups = [pair.groups or {} for pair in pairs]
     for attribute in spec.fairness.attributes:
-        column = np.fromiter(map(dict.get, groups, repeat(attribute)), object, len(pairs))
+        column = np.array([group.get(attribute) for group in groups], dtype=object)
         agg.update_labels(attribute, column, selected, positive)

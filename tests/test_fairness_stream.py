@@ -190,3 +190,12 @@ def test_rules_on_fairness_gaps_fire_per_attribute() -> None:
     alerts = RuleEngine(spec).observe_all(points)
     assert [(a.rule, a.feature, a.state.value) for a in alerts] == [("parity", "gender", "firing")]
     assert "demographic_parity_difference[gender]" in alerts[0].message
+
+
+@pytest.mark.parametrize("kind", ["boolean", "categorical", "tag"])
+def test_the_join_store_and_the_batch_fold_give_a_value_the_same_group(kind: str) -> None:
+    from streams.fairness import group_column, group_text
+
+    values = [True, False, 0, 1, 1.0, 0.0, 2, -1, 0.5, "F", "", "true", None, float("nan")]
+    column = np.array(values, dtype=object)
+    assert group_column(column, kind).tolist() == [group_text(v, kind) for v in values]
