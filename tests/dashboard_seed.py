@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -202,7 +203,13 @@ def _fairness_points(start: datetime) -> list[MetricPoint]:
     """Attribute ``tag:region`` of the classifier: groups eu, us, and a too-small group xx."""
     points = []
     for w in range(WINDOWS):
-        key = {"model_id": CLASSIFIER, "model_version": "1", "segment": "", "source": "stage2", "revision": 1}
+        key: dict[str, Any] = {
+            "model_id": CLASSIFIER,
+            "model_version": "1",
+            "segment": "",
+            "source": "stage2",
+            "revision": 1,
+        }
         key |= {"window_start": start + w * WINDOW, "window_end": start + (w + 1) * WINDOW}
         rates = {"eu": (0.30, 0.70, 0.10), "us": (0.30 + 0.02 * w, 0.72, 0.12)}
         for group, (selection, tpr, fpr) in rates.items():
