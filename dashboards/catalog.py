@@ -231,6 +231,7 @@ def model_performance(thresholds: Mapping[tuple[str, str], float]) -> Dashboard:
         ),
         row("Estimated vs realized: performance before the labels arrive (classification)"),
         *(estimate_panel(metric, thresholds) for metric in m.ESTIMATED_METRICS),
+        *fairness_panels(thresholds),
     ]
     return Dashboard(
         "modelmon-performance",
@@ -337,11 +338,50 @@ def alerts_and_retraining() -> Dashboard:
 
 def build_dashboards(specs: Mapping[str, ModelSpec] | None = None) -> list[Dashboard]:
     """All dashboards, in menu order; alert thresholds from ``specs`` (model id → spec)."""
-    thresholds = spec_thresholds(specs or {})
+    thresholds = spec_thresholds(specs or {}) | fairness_thresholds(specs or {})
     return [
         fleet_overview(),
         model_drift(),
         model_performance(thresholds),
         data_fidelity(),
         alerts_and_retraining(),
+    ]
+
+
+# -- fairness (docs/fairness.md) -------------------------------------------------------------------
+def fairness_thresholds(specs: Mapping[str, ModelSpec]) -> dict[tuple[str, str], float]:
+    """(model, gap) → threshold of the model's first alert rule on that fairness gap (any attribute)."""
+    thresholds: dict[tuple[str, str], float] = {}
+    for model_id, spec in specs.items():
+        for rule in spec.alerts:
+            if rule.metric in m.FAIRNESS_GAPS:
+                thresholds.setdefault((model_id, rule.metric), float(rule.threshold))
+    return thresholds
+
+
+def fairness_panels(thresholds: Mapping[tuple[str, str], float]) -> list[Panel]:
+    """The performance dashboard's Fairness row: gaps over time, per-group rates of the latest window."""
+    return [
+        row("Fairness: gaps between groups per sensitive attribute (binary classifiers, spec fairness)"),
+        timeseries_panel(
+            "Fairness gaps: demographic parity, equal opportunity, equalized odds",
+            sql.FAIRNESS_GAP_SERIES,
+            unit=FRACTION,
+            max=1,
+            task="classification",
+            key="fairness_gaps",
+            extra=threshold_queries(thresholds, m.FAIRNESS_GAPS),
+            description="Per attribute: max - min selection rate (demographic parity difference), "
+            "min / max (ratio), max - min TPR (equal opportunity), max of the TPR and FPR differences "
+            "(equalized odds), over the groups with at least min_group_size predictions. 0 (ratio 1) "
+            "is parity; dashed lines are the spec's alert thresholds.",
+        ),
+        table_panel(
+            "Fairness: per-group rates of the latest window",
+            sql.FAIRNESS_LATEST_GROUPS,
+            task="classification",
+            key="fairness_groups",
+            description="Group size, selection rate, TPR and FPR per attribute and group; 'too few': "
+            "fewer than min_group_size predictions, left out of the gaps.",
+        ),
     ]

@@ -4,7 +4,8 @@
 expanded as Grafana would by ``dashboards.runner``) over the last ``since`` and draws, per model,
 the drift heatmap (score ÷ threshold), performance over time (with the spec's alert thresholds), the
 estimated vs realized accuracy (only for a model with estimated points), data fidelity (missing values,
-lateness) and the alert timeline, with matplotlib. The HTML embeds every PNG as a
+lateness), the alert timeline and the fairness gaps (only for a model with fairness points),
+with matplotlib. The HTML embeds every PNG as a
 ``data:`` URI, so the page can be mailed or archived alone. Nothing is written to ClickHouse.
 """
 
@@ -42,6 +43,7 @@ PICTURES = (
     ("modelmon-fidelity", "fidelity_missing_rate", "lines", "fidelity-missing"),
     ("modelmon-fidelity", "fidelity_lateness", "lines", "fidelity-lateness"),
     ("modelmon-alerts", "alerts_timeline", "timeline", "alerts"),
+    ("modelmon-performance", "fairness_gaps", "lines", "fairness"),  # only with fairness points
 )
 
 
@@ -110,7 +112,7 @@ def render_model(
         else:
             results = [run_query(client, q, panel, time_range, variables) for q in panel.queries if variables]
         if not variables or not results or not results[0].rows:
-            if suffix not in ("performance", "estimated-accuracy"):
+            if suffix not in ("performance", "estimated-accuracy", "fairness"):
                 pictures.append(Picture(model, panel.title, None, 0))
             continue
         shown = panel.title.replace("${version}", str(variables.get("version", "")))

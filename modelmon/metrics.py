@@ -117,6 +117,40 @@ DRIFTED_IMPORTANT_FEATURES = "drifted_important_features"
 # -- change detection ------------------------------------------------------------------------------
 CHANGE_DETECTED = "change_detected"
 
+# -- fairness (binary classifiers with a ``fairness`` spec; docs/fairness.md) ------------------------
+# Per group: ``feature = "<attribute>=<group>"``; per attribute (the gaps): ``feature = "<attribute>"``
+# (an attribute is a feature name or ``tag:<name>``). ``segment`` keeps its meaning.
+FAIRNESS_GROUP_SIZE = "fairness_group_size"
+"""Per group: predictions of the group in the window; details ``too_few`` and the labelled counts."""
+FAIRNESS_SELECTION_RATE = "fairness_selection_rate"
+FAIRNESS_TPR = "fairness_tpr"
+FAIRNESS_FPR = "fairness_fpr"
+FAIRNESS_GROUP_METRICS = (FAIRNESS_GROUP_SIZE, FAIRNESS_SELECTION_RATE, FAIRNESS_TPR, FAIRNESS_FPR)
+FAIRNESS_GROUPS_TOO_FEW = "fairness_groups_too_few"
+"""Per attribute: how many groups had fewer than ``min_group_size`` predictions (left out of the gaps)."""
+DEMOGRAPHIC_PARITY_DIFFERENCE = "demographic_parity_difference"
+DEMOGRAPHIC_PARITY_RATIO = "demographic_parity_ratio"
+EQUAL_OPPORTUNITY_DIFFERENCE = "equal_opportunity_difference"
+EQUALIZED_ODDS_DIFFERENCE = "equalized_odds_difference"
+FAIRNESS_GAPS = (
+    DEMOGRAPHIC_PARITY_DIFFERENCE,
+    DEMOGRAPHIC_PARITY_RATIO,
+    EQUAL_OPPORTUNITY_DIFFERENCE,
+    EQUALIZED_ODDS_DIFFERENCE,
+)
+"""Per attribute: the gaps between the groups large enough (``detectors.fairness``)."""
+FAIRNESS_METRICS = (*FAIRNESS_GROUP_METRICS, FAIRNESS_GROUPS_TOO_FEW, *FAIRNESS_GAPS)
+
+
+def fairness_group(attribute: str, group: str) -> str:
+    """The ``feature`` of a per-group fairness point.
+
+    >>> fairness_group("tag:region", "eu")
+    'tag:region=eu'
+    """
+    return f"{attribute}={group}"
+
+
 MODEL_METRICS = frozenset(
     {
         EVENTS,
@@ -142,8 +176,11 @@ MODEL_METRICS = frozenset(
     }
 )
 """Names published with ``feature = ""``."""
-FEATURE_METRICS = frozenset({*FEATURE_FIDELITY_METRICS, *DRIFT_METRICS, DRIFTED, CHANGE_DETECTED})
-"""Names published per feature (drift also for the model output, ``__prediction__``)."""
+FEATURE_METRICS = frozenset(
+    {*FEATURE_FIDELITY_METRICS, *DRIFT_METRICS, DRIFTED, CHANGE_DETECTED, *FAIRNESS_METRICS}
+)
+"""Names published per feature (drift also for the model output, ``__prediction__``), and fairness
+per attribute or group (``feature`` = ``<attribute>`` or ``<attribute>=<group>``)."""
 
 
 def is_estimate(name: str) -> bool:

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from modelmon.events import Severity
+from modelmon.fairness_spec import FairnessSpec, check_fairness
 from modelmon.kinds import FeatureKind
 
 
@@ -249,6 +250,8 @@ class ModelSpec(_Spec):
         description="Events older than this go to dead-letter (ts_out_of_range); default "
         "MODELMON_MAX_EVENT_AGE. Raise it to backfill history (docs/operations.md, Backfill).",
     )
+    fairness: FairnessSpec | None = Field(default=None, description="Sensitive attributes: fairness.md")
+    _fairness = field_validator("fairness")(check_fairness)
 
     @field_validator("max_event_age")
     @classmethod

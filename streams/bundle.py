@@ -42,6 +42,7 @@ from streams.columns import (
     numbers_or_nan,
 )
 from streams.exact_sums import binary_log_loss_sum, class_log_loss_sum, with_exact_moments
+from streams.fairness import FairnessAggregate, fairness_aggregate, fold_pairs, fold_predictions
 from streams.window_key import BundleKey
 
 FORMAT_VERSION = 1
@@ -104,6 +105,7 @@ class WindowBundle:
         """Error sums of joined pairs; None for classifiers."""
         self.estimation: ScoreBins | None = None
         """Score bins of all predictions, labelled or not (classifiers; ``detectors.scored``)."""
+        self.fairness: FairnessAggregate | None = None  # group counts (spec.fairness; streams.fairness)
 
     @classmethod
     def empty(
@@ -131,6 +133,7 @@ class WindowBundle:
             positive = spec.positive_class if spec.task is Task.BINARY else None
             bundle._scores = ScoreHistogramAggregate(pos_label=positive)
             bundle.estimation = ScoreBins.empty(estimation_classes(spec) or ())
+        bundle.fairness = fairness_aggregate(spec)
         return bundle
 
     # -- read access ---------------------------------------------------------------------------
@@ -217,6 +220,7 @@ class WindowBundle:
                     self.estimation, (text, valid), binary=self.task is Task.BINARY, score=batch.scores,
                     class_scores=batch.class_scores,
                 )  # fmt: skip
+        fold_predictions(self.fairness, batch, spec)
         self.events += n
 
     def add_labels(self, pairs: Sequence[JoinedPair], spec: ModelSpec) -> None:
@@ -242,6 +246,7 @@ class WindowBundle:
             )
         elif self._scores is not None:
             self._add_class_scores(label_array(truth), list(map(attrgetter("scores"), pairs)))
+        fold_pairs(self.fairness, pairs, spec)
         self.labels += n
 
     def _add_binary_scores(self, truth: np.ndarray, score: np.ndarray) -> None:
@@ -311,6 +316,7 @@ class WindowBundle:
         out._log_loss = self._log_loss + other._log_loss
         out._regression = _merged(self._regression, other._regression)
         out.estimation = _merged(self.estimation, other.estimation)
+        out.fairness = _merged(self.fairness, other.fairness)
 
     def to_dict(self) -> dict[str, Any]:
         """Strict JSON (no NaN or infinity); equal for equal contents, however they were batched."""
@@ -340,6 +346,7 @@ class WindowBundle:
             "scores": None if self._scores is None else self._scores_dict(self._scores),
             "regression": _to_dict(self._regression),
             "estimation": None if self.estimation is None else self.estimation.to_dict(),
+            "fairness": _to_dict(self.fairness),
         }
 
     @classmethod
@@ -369,6 +376,7 @@ class WindowBundle:
         bundle._regression = _from_dict(RegressionAggregate, data["regression"])
         if data.get("estimation") is not None:  # partials written before estimation have none
             bundle.estimation = ScoreBins.from_dict(data["estimation"])
+        bundle.fairness = _from_dict(FairnessAggregate, data.get("fairness"))  # None in older partials
         # The dict holds the exact, batch-independent log-loss sum (see to_dict): it is the state.
         if bundle._scores is not None:
             bundle._log_loss = Fraction(data["scores"]["log_loss_sum"])

@@ -34,6 +34,8 @@ class PredictionColumns:
     ingest_ms: npt.NDArray[np.int64]
     class_scores: Sequence[dict[str, float] | None] | None = None
     """Per-class scores of a multiclass model, a dict or None per event (None: not carried)."""
+    tags: Sequence[Mapping[str, str]] | None = None
+    """Tags per event (fairness attributes ``tag:<name>``); None: not carried."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -53,6 +55,7 @@ class PredictionColumns:
             scores=np.array([event.score for event in events], dtype=np.float64),
             ingest_ms=ingest,
             class_scores=[event.scores for event in events],
+            tags=[event.tags for event in events],
         )
 
 
@@ -66,6 +69,8 @@ class JoinedPair:
     label: float | int | str
     prediction_ts_ms: int
     label_ts_ms: int
+    groups: Mapping[str, str | None] | None = None
+    """The prediction's fairness group per attribute (``streams.fairness.record_groups``)."""
 
 
 def feature_columns(dicts: Sequence[Mapping[str, Any]], names: Collection[str]) -> dict[str, np.ndarray]:

@@ -30,6 +30,7 @@ from modelmon.references import PREDICTION_FEATURE
 from modelmon.spec import ModelSpec, Task
 from streams.bundle import BundleKey, WindowBundle
 from streams.estimated import estimated_points
+from streams.fairness_points import fairness_points
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ def window_metrics(
     for metric, value, details in estimated_points(bundle, reference, realized):
         points.add(metric, "", value, **details)
     _fidelity(bundle, points)
+    for metric, feature, value, details in fairness_points(bundle, spec):
+        points.add(metric, feature, value, **details)
     if reference is not None:
         _feature_drift(bundle, spec, reference, points)
         _prediction_drift(bundle, spec, reference, points)

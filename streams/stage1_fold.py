@@ -27,6 +27,7 @@ from streams.bundle import BundleKey, JoinedPair, WindowBundle
 from streams.chunks import Chunk
 from streams.columns import PredictionColumns
 from streams.decode import Label, Prediction
+from streams.fairness import record_groups
 from streams.join import JoinStatus, label_record, on_label, on_prediction, prediction_record, read_at
 from streams.join_state import JoinState
 from streams.reference_id import ReferenceLookup, reference_id
@@ -132,6 +133,8 @@ class Folder:
                                            segments, origin)  # fmt: skip
                 if origin != consumed:
                     read_at(record, consumed)
+                if self.specs[model].fairness is not None:  # labels carry no features: keep the groups
+                    record["g"] = record_groups(self.specs[model], event.features, tags)
                 pid = str(event.prediction_id)
                 outcome = on_prediction(entries, pid, record)
                 if outcome.stored:
@@ -174,7 +177,7 @@ class Folder:
                 if type(event) is Label:
                     chunk.touch(message.offset() or 0, (p["m"], p["v"]), lab["t"])
                 start = p["t"] - p["t"] % window_ms
-                pair = JoinedPair(p["y"], p["sc"], p["ss"], lab["y"], p["t"], lab["t"])
+                pair = JoinedPair(p["y"], p["sc"], p["ss"], lab["y"], p["t"], lab["t"], p.get("g"))
                 for segment in p["s"]:
                     groups[(p["m"], p["v"], segment, start)].pairs.append((pair, message))
         columns = _columns(predictions, ingest)
@@ -242,6 +245,7 @@ def _columns(events: list[Prediction], ingest: list[int]) -> PredictionColumns:
         scores=np.array([e.score for e in events], dtype=np.float64),
         ingest_ms=np.asarray(ingest, dtype=np.int64),
         class_scores=list(map(attrgetter("scores"), events)),
+        tags=list(map(attrgetter("tags"), events)),
     )
 
 
@@ -257,4 +261,5 @@ def _take(columns: PredictionColumns, rows: list[int]) -> PredictionColumns:
         scores=columns.scores[index],
         ingest_ms=columns.ingest_ms[index],
         class_scores=None if columns.class_scores is None else [columns.class_scores[r] for r in rows],
+        tags=None if columns.tags is None else [columns.tags[r] for r in rows],
     )

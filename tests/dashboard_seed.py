@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -158,6 +159,7 @@ def seed(client: Client, *, now: datetime | None = None) -> Seeded:
     now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
     start = now - WINDOWS * WINDOW
     points = [p for model in MODELS for p in _model_points(model, start)]
+    points += _fairness_points(start)
     events: list[object] = [*points, *_alerts(start)]
     events.append(
         RetrainRequested(
@@ -194,3 +196,33 @@ def seed(client: Client, *, now: datetime | None = None) -> Seeded:
             )
             store_reference(client, model, version, profile, "first_n", created_at=start)
     return Seeded(start, start + WINDOWS * WINDOW, len(points))
+
+
+# -- fairness: the classifier's gaps and per-group rates (docs/fairness.md) ------------------------
+def _fairness_points(start: datetime) -> list[MetricPoint]:
+    """Attribute ``tag:region`` of the classifier: groups eu, us, and a too-small group xx."""
+    points = []
+    for w in range(WINDOWS):
+        key: dict[str, Any] = {
+            "model_id": CLASSIFIER,
+            "model_version": "1",
+            "segment": "",
+            "source": "stage2",
+            "revision": 1,
+        }
+        key |= {"window_start": start + w * WINDOW, "window_end": start + (w + 1) * WINDOW}
+        rates = {"eu": (0.30, 0.70, 0.10), "us": (0.30 + 0.02 * w, 0.72, 0.12)}
+        for group, (selection, tpr, fpr) in rates.items():
+            feature = f"tag:region={group}"
+            points.append(MetricPoint(**key, metric="fairness_group_size", feature=feature, value=300.0,
+                                      details={"too_few": False}))  # fmt: skip
+            for metric, value in (("fairness_selection_rate", selection), ("fairness_tpr", tpr),
+                                  ("fairness_fpr", fpr)):  # fmt: skip
+                points.append(MetricPoint(**key, metric=metric, feature=feature, value=value))
+        points.append(MetricPoint(**key, metric="fairness_group_size", feature="tag:region=xx", value=4.0,
+                                  details={"too_few": True}))  # fmt: skip
+        gaps = {"demographic_parity_difference": 0.02 * w, "demographic_parity_ratio": 0.3 / (0.3 + 0.02 * w),
+                "equal_opportunity_difference": 0.02, "equalized_odds_difference": 0.02}  # fmt: skip
+        for metric, value in gaps.items():
+            points.append(MetricPoint(**key, metric=metric, feature="tag:region", value=value))
+    return points
