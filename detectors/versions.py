@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scipy.stats import norm
 
@@ -107,10 +107,9 @@ def accumulate(
     windows: Iterable[tuple[float, float, float, float]], level: float = 0.95
 ) -> ProportionComparison:
     """Compare the summed counts of ``windows``, each ``(successes_a, n_a, successes_b, n_b)``."""
-    totals = [0.0, 0.0, 0.0, 0.0]
+    sa = na = sb = nb = 0.0
     count = 0
-    for window in windows:
-        totals = [total + value for total, value in zip(totals, window, strict=True)]
+    for window_sa, window_na, window_sb, window_nb in windows:
+        sa, na, sb, nb = sa + window_sa, na + window_na, sb + window_sb, nb + window_nb
         count += 1
-    result = compare_proportions(*totals, level=level)
-    return ProportionComparison(**{**result.__dict__, "windows": count})
+    return replace(compare_proportions(sa, na, sb, nb, level), windows=count)
