@@ -1,4 +1,4 @@
-"""The five modelmon dashboards: fleet overview, model drift, model performance, data fidelity, alerts.
+"""The modelmon dashboards: fleet overview, model drift, model performance, data fidelity, alerts, versions.
 
 ``build_dashboards(specs)`` returns them in a fixed order with fixed uids (``modelmon-*``), so an
 upload replaces the previous version and the provisioned JSON files keep their names. The model
@@ -25,6 +25,7 @@ from dashboards.panels import (
     threshold_queries,
     timeseries_panel,
 )
+from dashboards.versions import versions_dashboard
 from modelmon import metrics as m
 from modelmon.spec import ModelSpec
 
@@ -345,6 +346,7 @@ def build_dashboards(specs: Mapping[str, ModelSpec] | None = None) -> list[Dashb
         model_performance(thresholds),
         data_fidelity(),
         alerts_and_retraining(),
+        versions_dashboard(),  # issue #16: champion/challenger (dashboards.versions)
     ]
 
 

@@ -183,16 +183,19 @@ def write_report(
     *,
     now: datetime | None = None,
     specs: Mapping[str, ModelSpec] | None = None,
+    extra: Sequence[Picture] = (),
 ) -> Path:
     """Render the key panels of ``models`` over the last ``since`` into ``out_dir``; return the HTML path.
 
-    ``specs`` (model id → spec) adds the alert thresholds to the performance pictures.
+    ``specs`` (model id → spec) adds the alert thresholds to the performance pictures; ``extra``
+    pictures (the version comparison of ``--compare``) are placed after their model's panels.
     """
     end = now or datetime.now(UTC)
     time_range = TimeRange(end - parse_duration(since), end, max_points=200)
     out_dir.mkdir(parents=True, exist_ok=True)
     dashboards = {dashboard.uid: dashboard for dashboard in build_dashboards(specs)}
     pictures = [p for model in models for p in render_model(client, model, dashboards, time_range, out_dir)]
+    pictures += list(extra)
     page = out_dir / "index.html"
     page.write_text(_html(pictures, list(models), time_range), encoding="utf-8")
     return page

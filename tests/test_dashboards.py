@@ -39,7 +39,7 @@ def _datasources(node: Any) -> list[Any]:
     return found
 
 
-def test_five_dashboards_with_unique_uids_and_titles() -> None:
+def test_six_dashboards_with_unique_uids_and_titles() -> None:
     uids = [d["uid"] for d in DOCUMENTS]
     assert uids == [
         "modelmon-fleet",
@@ -47,8 +47,9 @@ def test_five_dashboards_with_unique_uids_and_titles() -> None:
         "modelmon-performance",
         "modelmon-fidelity",
         "modelmon-alerts",
+        "modelmon-versions",
     ]
-    assert len({d["title"] for d in DOCUMENTS}) == 5
+    assert len({d["title"] for d in DOCUMENTS}) == 6
     assert all(len(uid) <= 40 for uid in uids), "Grafana limits uids to 40 characters"
 
 
@@ -111,7 +112,7 @@ def test_export_command_writes_the_same_files(tmp_path: Path, monkeypatch: pytes
     assert result.exit_code == 0, result.output
     for relative, text in export_files(SPECS).items():
         assert (tmp_path / relative).read_text(encoding="utf-8") == text
-    assert len(result.output.splitlines()) == 7
+    assert len(result.output.splitlines()) == 8
 
 
 def test_thresholds_come_from_the_specs() -> None:

@@ -57,7 +57,14 @@ def status(model_id: str | None, as_json: bool) -> None:
 )
 @click.option("--since", default="1h", show_default=True, help="Time range ending now, e.g. 30m, 6h, 2d.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("reports"), show_default=True)
-def report(models: tuple[str, ...], since: str, out_dir: Path) -> None:
+@click.option(
+    "--compare",
+    nargs=2,
+    default=None,
+    metavar="A B",
+    help="Also compare version B (challenger) with A (champion): accuracy per window, test over all.",
+)
+def report(models: tuple[str, ...], since: str, out_dir: Path, compare: tuple[str, str] | None) -> None:
     """Render the key dashboard panels to PNG files and one self-contained HTML page."""
     from dashboards.report import models_with_data, write_report
     from modelmon.app.cli.failures import stored_client
@@ -77,7 +84,35 @@ def report(models: tuple[str, ...], since: str, out_dir: Path) -> None:
     if missing := [model for model in chosen if model not in with_data]:
         shown = ", ".join(with_data) or "none"
         fail(f"no metrics for {', '.join(missing)} in the last {since}; models with metrics: {shown}", code=1)
-    click.echo(str(write_report(client, chosen, out_dir, since, specs=specs)))
+    extra = _compare_versions(client, chosen, compare, since, out_dir) if compare else []
+    click.echo(str(write_report(client, chosen, out_dir, since, specs=specs, extra=extra)))
+
+
+def _compare_versions(
+    client: Any, models: list[str], versions: tuple[str, str], since: str, out_dir: Path
+) -> list[Any]:
+    """``report --compare A B``: one picture per model with both versions, the verdicts on stdout."""
+    from datetime import UTC, datetime
+
+    from dashboards.compare import compare_versions, write_comparison
+    from dashboards.report import Picture
+    from dashboards.runner import TimeRange
+    from modelmon.spec import parse_duration
+
+    end = datetime.now(UTC)
+    time_range = TimeRange(end - parse_duration(since), end)
+    pictures = []
+    for model in models:
+        try:
+            result = write_comparison(compare_versions(client, model, *versions, time_range), out_dir)
+        except (LookupError, ValueError) as error:
+            warn(f"{model}: not compared: {error}")
+            continue
+        click.echo(result.summary())
+        if result.path is not None:
+            title = f"Accuracy: v{versions[1]} against v{versions[0]}"
+            pictures.append(Picture(model, title, result.path, len(result.windows)))
+    return pictures
 
 
 @cli.group()

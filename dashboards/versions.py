@@ -1,0 +1,191 @@
+"""The "Versions" dashboard (champion/challenger, issue #16) and its SQL.
+
+Two single-value pickers choose the champion (A) and the challenger (B) of one model; every panel
+reads the whole model (``segment = ''``) and only the windows where both versions have points.
+
+Accuracy is compared as two proportions (``detectors.versions``): per window the counts are
+``successes = round(accuracy * n)`` and ``n`` (the labelled events of the accuracy point, its
+``details.n``). The SQL computes the same statistics as ``detectors.versions.compare_proportions``
+(pooled two-proportion z-test, two-sided p-value, Newcombe hybrid score interval at 95 %), per
+window and summed over the windows of the time range; the tests check both against each other.
+The other metrics are shown side by side with their difference and no test: precision and recall
+are proportions of denominators the points do not store, F1, ROC AUC and the regression errors are
+not proportions.
+
+The prediction-drift panel shows each version's ``__prediction__`` drift against its *own*
+reference: a drift between the two versions' prediction distributions would need per-window
+prediction histograms, which are not stored (docs/versions.md).
+"""
+
+from __future__ import annotations
+
+from scipy.stats import norm
+
+from dashboards.grafana import Dashboard, Variable
+from dashboards.panels import FRACTION, table_panel, timeseries_panel
+from dashboards.sql import DRIFT_METRICS, POINTS, STAGE2, names
+from modelmon import metrics as m
+from modelmon.references import PREDICTION_FEATURE
+
+LEVEL = 0.95
+Z = float(norm.ppf(0.5 + LEVEL / 2))  # 1.959963984540054
+
+VAR_CHAMPION = (
+    f"SELECT DISTINCT model_version FROM {POINTS} WHERE {STAGE2} AND model_id = '${{model}}' "
+    "ORDER BY model_version"
+)
+# Every other version; Grafana's default is the first option, so A = the lowest version, B = the next.
+VAR_CHALLENGER = (
+    f"SELECT DISTINCT model_version FROM {POINTS} WHERE {STAGE2} AND model_id = '${{model}}' "
+    "AND model_version != '${champion}' ORDER BY model_version"
+)
+
+_PAIR = (
+    f"{STAGE2} AND model_id = '${{model}}' AND model_version IN ('${{champion}}', '${{challenger}}') "
+    "AND segment = '' AND feature = ''"
+)
+_N = "JSONExtract(details, 'n', 'Nullable(Float64)')"
+WINDOW_COUNTS = (
+    "SELECT window_start AS time, "
+    "sumIf(successes, model_version = '${champion}') AS sa, sumIf(n, model_version = '${champion}') AS na, "
+    "sumIf(successes, model_version = '${challenger}') AS sb, "
+    "sumIf(n, model_version = '${challenger}') AS nb "
+    f"FROM (SELECT window_start, model_version, {_N} AS n, round(value * n) AS successes FROM {POINTS} "
+    f"WHERE {_PAIR} AND metric = '{m.ACCURACY}' AND n > 0) "
+    "GROUP BY time HAVING na > 0 AND nb > 0 ORDER BY time"
+)
+"""Per window where both versions have labels: accuracy successes and n of A (champion) and B."""
+
+
+def _wilson(p: str, n: str, bound: str) -> str:
+    centre = f"({p} + {Z * Z / 2!r} / {n}) / (1 + {Z * Z!r} / {n})"
+    half = f"{Z!r} * sqrt({p} * (1 - {p}) / {n} + {Z * Z / 4!r} / ({n} * {n})) / (1 + {Z * Z!r} / {n})"
+    return f"greatest(0, {centre} - {half})" if bound == "lower" else f"least(1, {centre} + {half})"
+
+
+# The comparison columns over columns sa, na, sb, nb (as compare_proportions computes them).
+COMPARISON = (
+    "sa / na AS pa, sb / nb AS pb, pb - pa AS difference, "
+    "(sa + sb) / (na + nb) AS pooled, sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb)) AS se, "
+    "if(se > 0, difference / se, 0) AS z, erfc(abs(z) / sqrt(2)) AS p_value, "
+    f"difference - sqrt(pow(pb - {_wilson('pb', 'nb', 'lower')}, 2) "
+    f"+ pow({_wilson('pa', 'na', 'upper')} - pa, 2)) AS lower, "
+    f"difference + sqrt(pow({_wilson('pb', 'nb', 'upper')} - pb, 2) "
+    f"+ pow(pa - {_wilson('pa', 'na', 'lower')}, 2)) AS upper"
+)
+
+ACCURACY_BY_VERSION = (
+    "SELECT window_start AS time, concat('v', model_version, "
+    "if(model_version = '${champion}', ' (A, champion)', ' (B, challenger)')) AS series, "
+    f"avg(value) AS value FROM {POINTS} WHERE {_PAIR} AND metric = '{m.ACCURACY}' "
+    f"AND window_start IN (SELECT time FROM ({WINDOW_COUNTS})) GROUP BY time, series ORDER BY time"
+)
+DIFFERENCE_PER_WINDOW = (
+    "SELECT time, series, value FROM ("
+    f"SELECT time, {COMPARISON} FROM ({WINDOW_COUNTS})) "
+    "ARRAY JOIN ['B - A', 'interval lower', 'interval upper'] AS series, "
+    "[difference, lower, upper] AS value ORDER BY time"
+)
+P_VALUE_PER_WINDOW = (
+    f"SELECT time, 'p-value (one window)' AS series, p_value AS value FROM ("
+    f"SELECT time, {COMPARISON} FROM ({WINDOW_COUNTS})) ORDER BY time"
+)
+ACCUMULATED = (
+    "SELECT windows, na AS n_a, nb AS n_b, pa AS accuracy_a, pb AS accuracy_b, difference, lower, upper, "
+    f"z, p_value, if(p_value < {1 - LEVEL!r}, if(difference > 0, 'B better', 'B worse'), "
+    "'no significant difference') AS verdict FROM ("
+    f"SELECT windows, sa, na, sb, nb, {COMPARISON} FROM ("
+    f"SELECT count() AS windows, sum(sa) AS sa, sum(na) AS na, sum(sb) AS sb, sum(nb) AS nb "
+    f"FROM ({WINDOW_COUNTS})))"
+)
+"""The counts of every window of the time range summed, then compared: the verdict."""
+
+SIDE_BY_SIDE_METRICS = (m.EVENTS, m.LABELS, *m.CLASSIFICATION_METRICS, *m.REGRESSION_METRICS)
+SIDE_BY_SIDE = (
+    "SELECT metric, avgIf(value, model_version = '${champion}') AS A_champion, "
+    "avgIf(value, model_version = '${challenger}') AS B_challenger, B_challenger - A_champion AS difference "
+    f"FROM {POINTS} WHERE {_PAIR} AND metric IN ({names(SIDE_BY_SIDE_METRICS)}) "
+    f"AND window_start IN (SELECT window_start FROM {POINTS} WHERE {_PAIR} "
+    "AND model_version = '${challenger}') AND window_start IN (SELECT window_start FROM "
+    f"{POINTS} WHERE {_PAIR} AND model_version = '${{champion}}') "
+    f"GROUP BY metric ORDER BY indexOf([{names(SIDE_BY_SIDE_METRICS)}], metric)"
+)
+"""Mean per window of each model-level metric over the windows both versions share."""
+
+PREDICTION_DRIFT_BY_VERSION = (
+    "SELECT window_start AS time, concat(metric, ' v', model_version) AS series, max(value) AS value "
+    f"FROM {POINTS} WHERE {STAGE2} AND model_id = '${{model}}' "
+    "AND model_version IN ('${champion}', '${challenger}') AND segment = '' "
+    f"AND feature = '{PREDICTION_FEATURE}' AND metric IN ({names(DRIFT_METRICS)}) "
+    "GROUP BY time, series ORDER BY time"
+)
+
+
+def versions_dashboard() -> Dashboard:
+    panels = [
+        table_panel(
+            "Accuracy, B against A over the time range (pooled z-test, Newcombe 95 % interval)",
+            ACCUMULATED,
+            width=24,
+            height=4,
+            task="classification",
+            key="versions_accumulated",
+            description="Correct predictions and labelled events of every window both versions share, "
+            "summed, then compared as two proportions: difference B - A, its 95 % interval (Newcombe), "
+            "z and two-sided p-value of the pooled two-proportion z-test. Assumes independent events.",
+        ),
+        timeseries_panel(
+            "Accuracy per window: A and B",
+            ACCURACY_BY_VERSION,
+            unit=FRACTION,
+            max=1,
+            task="classification",
+            key="versions_accuracy",
+        ),
+        timeseries_panel(
+            "Accuracy difference B - A per window, with its 95 % interval",
+            DIFFERENCE_PER_WINDOW,
+            unit=FRACTION,
+            task="classification",
+            key="versions_difference",
+        ),
+        timeseries_panel(
+            "p-value of one window (pooled z-test)",
+            P_VALUE_PER_WINDOW,
+            decimals=3,
+            min=0,
+            max=1,
+            thresholds=[(None, "red"), (1 - LEVEL, "green")],
+            task="classification",
+            key="versions_p_value",
+            description="One window alone rarely has the labels to show a few points; read the "
+            "accumulated table above.",
+        ),
+        table_panel(
+            "Metrics side by side (mean per shared window)",
+            SIDE_BY_SIDE,
+            key="versions_side_by_side",
+        ),
+        timeseries_panel(
+            "Prediction drift of each version against its own reference",
+            PREDICTION_DRIFT_BY_VERSION,
+            decimals=3,
+            key="versions_prediction_drift",
+            description="Not a drift between the versions: that would need per-window prediction "
+            "histograms, which are not stored.",
+        ),
+    ]
+    return Dashboard(
+        "modelmon-versions",
+        "modelmon / Versions",
+        "Champion (A) against challenger (B) of one model on the same windows: accuracy as two "
+        "proportions with a significance test, the other metrics side by side (docs/versions.md).",
+        panels,
+        variables=[
+            Variable(
+                "model", "Model", f"SELECT DISTINCT model_id FROM {POINTS} WHERE {STAGE2} ORDER BY model_id"
+            ),
+            Variable("champion", "A (champion)", VAR_CHAMPION),
+            Variable("challenger", "B (challenger)", VAR_CHALLENGER),
+        ],
+    )
