@@ -30,7 +30,14 @@ def test_report_writes_pictures_and_one_self_contained_page(clickhouse: Any, tmp
     text = page.read_text(encoding="utf-8")
     for model in MODELS:
         pictures = sorted(p.name for p in tmp_path.glob(f"{model}-*.png"))
-        kinds = ["alerts", "drift-heatmap", "fidelity-lateness", "fidelity-missing", "performance"]
+        kinds = [
+            "alerts",
+            "drift-heatmap",
+            "fidelity-lateness",
+            "fidelity-missing",
+            "performance",
+            "what-moved",
+        ]
         if model == CLASSIFIER:  # the seed has estimated points for the classifier only
             kinds = sorted([*kinds, "estimated-accuracy"])
         assert pictures == [f"{model}-{kind}.png" for kind in kinds]
@@ -40,7 +47,7 @@ def test_report_writes_pictures_and_one_self_contained_page(clickhouse: Any, tmp
             assert width >= 600 and height >= 250 and len(data) > 10_000, name
         assert f">{model}</h2>" in text
     embedded = re.findall(r"src='data:image/png;base64,([^']+)'", text)
-    assert len(embedded) == 11 and all(base64.b64decode(e).startswith(PNG) for e in embedded)
+    assert len(embedded) == 13 and all(base64.b64decode(e).startswith(PNG) for e in embedded)
     assert "http://" not in text and "https://" not in text and "<script" not in text
 
 
