@@ -206,13 +206,18 @@ def headline(attribution: Mapping[str, Any] | None) -> str:
     ...                        {"feature": "c", "ratio": 0.4}],
     ...           "segments": [{"segment": "r=eu", "contribution": -0.06}]})
     'moved: a (2.5x), b (1.2x); worst segment r=eu (-0.06)'
+    >>> headline({"features": [{"feature": "a", "ratio": 0.4}]})
+    'no feature drifted'
     """
     if not attribution:
         return ""
-    drifted = [line for line in attribution.get("features", []) if (line.get("ratio") or 0) >= 1][:2]
+    features = attribution.get("features", [])
+    drifted = [line for line in features if (line.get("ratio") or 0) >= 1][:2]
     parts = []
     if drifted:
         parts.append("moved: " + ", ".join(f"{line['feature']} ({line['ratio']:.2g}x)" for line in drifted))
+    elif features:
+        parts.append("no feature drifted")
     segments = attribution.get("segments", [])
     if segments:
         worst = segments[0]

@@ -5,7 +5,8 @@ rules watch get ``details.attribution``:
 
 - ``features``: the compared features ranked by drift ratio * importance weight
   (:func:`detectors.attribution.rank_features`), on the drift summary points (``drift_share``,
-  ``dataset_drifted``, ``drifted_important_features``) and on the realized performance points;
+  ``dataset_drifted``, ``drifted_important_features``), on the realized performance points and on
+  the per-feature ``drifted`` points of drifted features (what a ``feature: any`` drift rule sees);
 - ``segments`` (performance points only, when the spec has ``segments:``): the segments of the same
   window ranked by contribution ``share * (segment value - model value)``, the worst first
   (:func:`detectors.attribution.rank_segments`); the baseline is the model's value in the same
@@ -72,6 +73,9 @@ def attach(
     """
     features = feature_lines(points, spec, reference)
     for point in points:
+        if point.metric == m.DRIFTED and point.value >= 1 and features and not point.segment:
+            point.details["attribution"] = {"features": features}  # a drift alert names the others too
+            continue
         if point.segment or point.feature:
             continue
         attribution: dict[str, Any] = {}

@@ -146,6 +146,7 @@ def test_window_close_ranks_the_shifted_features_and_the_dropped_segment_first()
     moved = points[(metrics.DRIFT_SHARE, "")].details["attribution"]["features"]
     assert {line["feature"] for line in moved[:2]} == {"amount", "age"}
     assert all(line["ratio"] >= 1 for line in moved[:2])
+    assert points[(metrics.DRIFTED, "amount")].details["attribution"] == {"features": moved}
     accuracy = points[(metrics.ACCURACY, "")].details["attribution"]
     assert accuracy["features"] == moved
     assert accuracy["segments"][0]["segment"] == "region=eu"
