@@ -215,7 +215,7 @@ def headline(attribution: Mapping[str, Any] | None) -> str:
     drifted = [line for line in features if (line.get("ratio") or 0) >= 1][:2]
     parts = []
     if drifted:
-        parts.append("moved: " + ", ".join(f"{line['feature']} ({line['ratio']:.2g}x)" for line in drifted))
+        parts.append("moved: " + ", ".join(f"{line['feature']} ({line['ratio']:.3g}x)" for line in drifted))
     elif features:
         parts.append("no feature drifted")
     segments = attribution.get("segments", [])
