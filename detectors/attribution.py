@@ -175,6 +175,15 @@ def contingency(codes: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return table
 
 
+def _short(value: float, sign: str = "") -> str:
+    """Three significant digits, or whole numbers from 1000 on (errors in currency, ...).
+
+    >>> _short(0.04712), _short(44809.3), _short(554.2, "+")
+    ('0.0471', '44809', '+554')
+    """
+    return f"{value:{sign}.0f}" if abs(value) >= 1000 else f"{value:{sign}.3g}"
+
+
 def feature_line(line: Mapping[str, Any]) -> str:
     """``"f3: psi 0.41 / 0.2 = 2.05x its line, importance 0.3"`` (one line of a chat message)."""
     ratio = line.get("ratio")
@@ -185,8 +194,8 @@ def feature_line(line: Mapping[str, Any]) -> str:
 def segment_line(line: Mapping[str, Any]) -> str:
     """``"region=eu: accuracy 0.55 vs 0.8 in the window, 30% of events, contribution -0.075"``."""
     return (
-        f"{line['segment']}: {line['metric']} {line['value']:.3g} vs {line['baseline']:.3g} in the window, "
-        f"{line['share']:.0%} of events, contribution {line['contribution']:+.3g}"
+        f"{line['segment']}: {line['metric']} {_short(line['value'])} vs {_short(line['baseline'])} in the "
+        f"window, {line['share']:.0%} of events, contribution {_short(line['contribution'], '+')}"
     )
 
 
@@ -221,5 +230,5 @@ def headline(attribution: Mapping[str, Any] | None) -> str:
     segments = attribution.get("segments", [])
     if segments:
         worst = segments[0]
-        parts.append(f"worst segment {worst['segment']} ({worst.get('contribution') or 0:+.2g})")
+        parts.append(f"worst segment {worst['segment']} ({_short(worst.get('contribution') or 0.0, '+')})")
     return "; ".join(parts)
