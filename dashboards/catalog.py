@@ -136,6 +136,14 @@ def model_drift() -> Dashboard:
             key="drift_verdict",
         ),
         table_panel("Top drifted features", sql.TOP_DRIFTED_FEATURES, key="drift_top"),
+        table_panel(
+            "What moved (latest window): features",
+            sql.WHAT_MOVED_FEATURES,
+            key="drift_what_moved",
+            description="The attribution alerts carry: features ranked by score ÷ threshold x importance "
+            "weight (importance ÷ the mean importance; from the spec, else mutual information with the "
+            "label on the reference, else equal). docs/alerts.md#attribution",
+        ),
         timeseries_panel(
             "Share of drifted features",
             sql.DRIFT_SHARE,
@@ -229,6 +237,14 @@ def model_performance(thresholds: Mapping[tuple[str, str], float]) -> Dashboard:
         ),
         timeseries_panel(
             "Events and labels per second", sql.EVENTS_AND_LABELS, unit="reqps", key="perf_events"
+        ),
+        table_panel(
+            "What moved (latest window): segments",
+            sql.WHAT_MOVED_SEGMENTS,
+            key="perf_what_moved",
+            description="Segments ranked by their contribution to the model's accuracy (MAE for "
+            "regression): share of labelled events x (segment value - model value in the window), "
+            "the worst first. docs/alerts.md#attribution",
         ),
         row("Estimated vs realized: performance before the labels arrive (classification)"),
         *(estimate_panel(metric, thresholds) for metric in m.ESTIMATED_METRICS),

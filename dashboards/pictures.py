@@ -198,6 +198,29 @@ def draw_heatmap(result: Any, title: str) -> Figure:
     return figure
 
 
+def draw_attribution(result: Any, title: str, *, top: int = 10) -> Figure:
+    """What moved in the latest window: the ``top`` features by weighted drift, highest on top.
+
+    Bars: score ÷ threshold x importance weight (the ranking); dots: score ÷ threshold alone. The
+    line at 1 is the drift line of a feature of average importance.
+    """
+    figure, axes = _figure()
+    rows = _records(result)[:top][::-1]
+    names = [str(row["feature"]) for row in rows]
+    weighted = [float(row["weighted"] or 0.0) for row in rows]
+    ratios = [float(row["score_over_threshold"] or 0.0) for row in rows]
+    places = np.arange(len(rows))
+    axes.barh(places, weighted, color=["#d62728" if r >= 1 else "#1f77b4" for r in ratios],
+              label="score ÷ threshold x importance weight")  # fmt: skip
+    axes.scatter(ratios, places, color="black", s=14, zorder=3, label="score ÷ threshold")
+    axes.axvline(1.0, color="black", linewidth=1, linestyle="--")
+    axes.set_yticks(places, names, fontsize=8)
+    axes.set_xlabel("weighted drift (red: drifted, score ÷ threshold ≥ 1)")
+    axes.set_title(title, loc="left", fontsize=11)
+    axes.legend(fontsize=7, loc="lower right")
+    return figure
+
+
 @dataclass(frozen=True)
 class Bar:
     """One drawn stretch of an alert: ``kind`` is firing, pending or cleared (pending, never fired)."""

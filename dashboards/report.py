@@ -2,10 +2,11 @@
 
 ``write_report(client, models, out_dir, since)`` runs the panels' own SQL (``dashboards.sql``,
 expanded as Grafana would by ``dashboards.runner``) over the last ``since`` and draws, per model,
-the drift heatmap (score ÷ threshold), performance over time (with the spec's alert thresholds), the
-estimated vs realized accuracy (only for a model with estimated points), data fidelity (missing values,
-lateness), the alert timeline and the fairness gaps (only for a model with fairness points),
-with matplotlib. The HTML embeds every PNG as a
+the drift heatmap (score ÷ threshold), what moved in the latest window (features by weighted
+drift, when the points carry an attribution), performance over time (with the spec's alert
+thresholds), the estimated vs realized accuracy (only for a model with estimated points), data
+fidelity (missing values, lateness), the alert timeline and the fairness gaps (only for a model
+with fairness points), with matplotlib. The HTML embeds every PNG as a
 ``data:`` URI, so the page can be mailed or archived alone. Nothing is written to ClickHouse.
 """
 
@@ -26,7 +27,14 @@ from dashboards import sql
 from dashboards.catalog import build_dashboards
 from dashboards.grafana import Dashboard, Panel
 from dashboards.macros import expand
-from dashboards.pictures import Span, draw_estimate, draw_heatmap, draw_lines, draw_timeline
+from dashboards.pictures import (
+    Span,
+    draw_attribution,
+    draw_estimate,
+    draw_heatmap,
+    draw_lines,
+    draw_timeline,
+)
 from dashboards.runner import QueryResult, TimeRange, repeat_values, resolve_variables, run_query, run_sql
 from modelmon.spec import ModelSpec, parse_duration
 
@@ -37,6 +45,7 @@ logger = logging.getLogger(__name__)
 # only for a model with estimated points (no "no data" line otherwise: most models have none).
 PICTURES = (
     ("modelmon-drift", "drift_heatmap", "heatmap", "drift-heatmap"),
+    ("modelmon-drift", "drift_what_moved", "attribution", "what-moved"),
     ("modelmon-performance", "perf_classification", "lines", "performance"),
     ("modelmon-performance", "perf_regression", "lines", "performance"),
     ("modelmon-performance", "perf_estimated_accuracy", "estimate", "estimated-accuracy"),
@@ -112,7 +121,7 @@ def render_model(
         else:
             results = [run_query(client, q, panel, time_range, variables) for q in panel.queries if variables]
         if not variables or not results or not results[0].rows:
-            if suffix not in ("performance", "estimated-accuracy", "fairness"):
+            if suffix not in ("performance", "estimated-accuracy", "fairness", "what-moved"):
                 pictures.append(Picture(model, panel.title, None, 0))
             continue
         shown = panel.title.replace("${version}", str(variables.get("version", "")))
@@ -122,6 +131,8 @@ def render_model(
             figure = draw_estimate(results[0], thresholds, title, "accuracy", span=span)
         elif kind == "heatmap":
             figure = draw_heatmap(results[0], title)
+        elif kind == "attribution":
+            figure = draw_attribution(results[0], title)
         elif kind == "timeline":
             figure = draw_timeline(results[0], span, time_range.end, title, prefix=f"{model} ")
         else:

@@ -187,7 +187,8 @@ FLEET_MODEL_TABLE = (
 # of log(p) / log(threshold) (0 at p = 1, 1 at p = threshold, higher for smaller p) and
 # effect_size / min_effect. So the ratio is >= 1 exactly when the stored verdict is drift, and a
 # large chi-square statistic on a huge window with a tiny effect stays below 1. The threshold is
-# the one applied (details.threshold), else the method's default.
+# the one applied (details.threshold), else the method's default. The mapping's home is
+# detectors.drift.severity.drift_ratio: stage 2 stores it as details.ratio, read first here.
 P_VALUE_METHODS = tuple(name for name, method in methods().items() if method.is_p_value)
 _DEFAULT_THRESHOLDS = {name: method.default_threshold for name, method in methods().items()}
 
@@ -204,8 +205,9 @@ _P_VALUE = f"coalesce({_detail('adjusted_p_value')}, {_detail('p_value')})"
 _P_RATIO = f"log(greatest({_P_VALUE}, 1e-300)) / log({_THRESHOLD})"
 _EFFECT_RATIO = f"coalesce({_detail('effect_size')} / nullIf({_detail('min_effect')}, 0), inf)"
 DRIFT_RATIO = (
+    f"coalesce({_detail('ratio')}, "
     f"if(metric IN ({names(P_VALUE_METHODS)}), least({_P_RATIO}, {_EFFECT_RATIO}), "
-    f"value / nullIf({_THRESHOLD}, 0))"
+    f"value / nullIf({_THRESHOLD}, 0)))"
 )
 # One row per feature and window (worst segment), the model output (__prediction__) included.
 DRIFT_RATIO_HEATMAP = (
@@ -228,6 +230,33 @@ TOP_DRIFTED_FEATURES = (
     f"FROM {POINTS} WHERE {MODEL} AND feature != '' AND {FEATURE_FILTER} "
     "GROUP BY feature HAVING windows > 0 ORDER BY drifted_share DESC, last_score DESC, feature LIMIT 20"
 )
+# What moved in the latest window (streams.attribution: details.attribution of the model-level
+# points): the features ranked by drift ratio x importance weight (from drift_share), and the
+# segments ranked by contribution to the primary performance metric (accuracy, or mae).
+_LATEST_MODEL_POINT = (
+    f"FROM {POINTS} WHERE {STAGE2} AND model_id = '${{model}}' AND model_version IN (${{version}}) "
+    "AND segment = '' AND feature = '' AND metric IN (METRICS) "
+    "ORDER BY window_start DESC, model_version DESC LIMIT 1"
+)
+_LINE = "JSONExtract(line, '{key}', 'Nullable(Float64)') AS {name}"
+WHAT_MOVED_FEATURES = (
+    "SELECT rank, JSONExtractString(line, 'feature') AS feature, "
+    "JSONExtractString(line, 'method') AS method, "
+    + ", ".join(_LINE.format(key=k, name=n) for k, n in
+                (("ratio", "score_over_threshold"), ("importance", "importance"), ("weighted", "weighted")))
+    + ", JSONExtractString(line, 'importance_source') AS importance_from "
+    "FROM (SELECT JSONExtractArrayRaw(details, 'attribution', 'features') AS lines "
+    + _LATEST_MODEL_POINT.replace("METRICS", names([m.DRIFT_SHARE]))
+    + ") ARRAY JOIN lines AS line, arrayEnumerate(lines) AS rank ORDER BY rank"
+)  # fmt: skip
+WHAT_MOVED_SEGMENTS = (
+    "SELECT rank, JSONExtractString(line, 'segment') AS segment, "
+    "JSONExtractString(line, 'metric') AS metric, "
+    + ", ".join(_LINE.format(key=k, name=k) for k in ("value", "baseline", "share", "contribution"))
+    + " FROM (SELECT JSONExtractArrayRaw(details, 'attribution', 'segments') AS lines "
+    + _LATEST_MODEL_POINT.replace("METRICS", names([m.ACCURACY, m.MAE]))
+    + ") ARRAY JOIN lines AS line, arrayEnumerate(lines) AS rank ORDER BY rank"
+)  # fmt: skip
 # The newest stored reference of the selected versions, as (bucket, share) rows: bins of a
 # numerical feature labelled by their edges, categories of a categorical one.
 REFERENCE_DISTRIBUTION = (

@@ -67,6 +67,10 @@ class FeatureSpec(_Spec):
     drift_method: str | None = Field(default=None, description="Overrides the model's drift method.")
     drift_threshold: float | None = Field(default=None, description="Overrides the method's threshold.")
     important: bool = Field(default=False, description="Counts for 'drift on K important features'.")
+    importance: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False,
+        description="Weight of the feature's drift in alert attribution (else estimated on the reference).",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureSpec:

@@ -167,7 +167,14 @@ def _alert_evidence(alert: Alert, kind: str) -> dict[str, Any]:
         "windows": alert.details.get("windows", []),
         "estimated": estimated,
         "reason": f"{kind} {rule}{note}: {alert.message}",
+        **_attribution(alert.details),
     }
+
+
+def _attribution(details: dict[str, Any]) -> dict[str, Any]:
+    """The window's ranked features and segments (``streams.attribution``), when it has them."""
+    attribution = details.get("attribution")
+    return {"attribution": attribution} if attribution else {}
 
 
 def _drift_evidence(point: MetricPoint, floor: int) -> dict[str, Any]:
@@ -185,4 +192,5 @@ def _drift_evidence(point: MetricPoint, floor: int) -> dict[str, Any]:
         "window_start": _iso(point.window_start),
         "window_end": _iso(point.window_end),
         "reason": f"drift on {point.value:g} important features (>= {floor}): {names}",
+        **_attribution(point.details),
     }

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from detectors.attribution import headline
 from modelmon.events import Alert, AlertState, MetricPoint, epoch_ms
 from modelmon.spec import AlertRuleSpec, ModelSpec, parse_duration
 
@@ -237,6 +238,9 @@ class RuleEngine:
             message = f"{label}{where} = {value:.6g} {rule.spec.op} {threshold:g} for {count}"
             if new is AlertState.PENDING and len(windows) >= rule.for_windows:
                 message += f" (in cooldown: fires {rule.spec.cooldown} after the previous firing)"
+        attribution = point.details.get("attribution") if new is not AlertState.RESOLVED else None
+        if attribution and headline(attribution):
+            message += f" ({headline(attribution)})"
         return Alert(
             alert_id=state.alert_id,
             dedup_key=key,
@@ -266,6 +270,7 @@ class RuleEngine:
                     {"window_start": _iso(start), "window_end": _iso(entry[2]), "value": entry[0]}
                     for start, entry in windows
                 ],
+                **({"attribution": attribution} if attribution else {}),
             },
         )
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from detectors.attribution import top_lines
 from modelmon.events import Alert, AlertState, RetrainRequested
 
 NEVER = "0001-01-01T00:00:00Z"
@@ -62,14 +63,21 @@ def render_json(note: Notification) -> dict[str, Any]:
 
 def _alert_line(alert: Alert) -> str:
     where = f" ({alert.segment})" if alert.segment else ""
-    return f"• `{alert.feature or alert.metric}`{where}: {alert.message}"
+    moved = "".join(f"\n    ↳ {line}" for line in top_lines(alert.details.get("attribution")))
+    return f"• `{alert.feature or alert.metric}`{where}: {alert.message}{moved}"
+
+
+def _request_attribution(request: RetrainRequested) -> dict[str, Any] | None:
+    """The first attribution among a retrain request's evidence (``streams.attribution``)."""
+    return next((e["attribution"] for e in request.evidence if e.get("attribution")), None)
 
 
 def render_slack(note: Notification) -> dict[str, Any]:
     if note.request is not None:
         request = note.request
         title = f":repeat: Retrain requested for *{request.model_id}* (version {request.model_version})"
-        body = f"{title}\n{request.reason}\nidempotency key `{request.idempotency_key}`"
+        moved = "".join(f"\n↳ {line}" for line in top_lines(_request_attribution(request)))
+        body = f"{title}\n{request.reason}{moved}\nidempotency key `{request.idempotency_key}`"
         return {"text": body, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": body}}]}
     first = note.alerts[0]
     icon = ":rotating_light:" if first.state is AlertState.FIRING else ":white_check_mark:"
@@ -104,12 +112,19 @@ def _alertmanager_alert(alert: Alert) -> dict[str, Any]:
             "value": repr(alert.value),
             "threshold": repr(alert.threshold),
             "alert_id": alert.alert_id,
+            **_attribution_annotation(alert.details.get("attribution")),
         },
         "startsAt": alert.window_start.isoformat(),
         "endsAt": alert.window_end.isoformat() if resolved else NEVER,
         "generatorURL": "",
         "fingerprint": hashlib.sha256(alert.dedup_key.encode()).hexdigest()[:16],
     }
+
+
+def _attribution_annotation(attribution: dict[str, Any] | None) -> dict[str, str]:
+    """What moved, top three features and segments, one per line (the JSON format has all)."""
+    lines = top_lines(attribution)
+    return {"attribution": "\n".join(lines)} if lines else {}
 
 
 def render_alertmanager(note: Notification) -> dict[str, Any]:
@@ -120,7 +135,11 @@ def render_alertmanager(note: Notification) -> dict[str, Any]:
             {
                 "status": "firing",
                 "labels": {"alertname": "RetrainRequested", "model_id": request.model_id},
-                "annotations": {"summary": request.reason, "idempotency_key": request.idempotency_key},
+                "annotations": {
+                    "summary": request.reason,
+                    "idempotency_key": request.idempotency_key,
+                    **_attribution_annotation(_request_attribution(request)),
+                },
                 "startsAt": request.requested_at.isoformat(),
                 "endsAt": NEVER,
                 "generatorURL": "",

@@ -13,6 +13,7 @@ import numpy as np
 
 from detectors.drift import DriftOptions, FeatureDrift, detect_many, get_method
 from detectors.drift.registry import check_threshold
+from detectors.drift.severity import drift_ratio
 from detectors.metric import Metric
 from detectors.performance import Average, classification_from, regression_from
 from detectors.profiles import (
@@ -28,6 +29,7 @@ from modelmon import metrics as m
 from modelmon.events import MetricPoint
 from modelmon.references import PREDICTION_FEATURE
 from modelmon.spec import ModelSpec, Task
+from streams.attribution import attach as attach_attribution
 from streams.bundle import BundleKey, WindowBundle
 from streams.estimated import estimated_points
 from streams.fairness_points import fairness_points
@@ -96,9 +98,12 @@ def window_metrics(
     *,
     source: str = "stage2",
     revision: int = 0,
+    segments: Mapping[str, WindowBundle] | None = None,
 ) -> list[MetricPoint]:
     """Every metric of one closed window (see docs/metric-names.md); drift only with a ``reference``,
-    estimated performance only with a calibrated one (:mod:`streams.estimated`)."""
+    estimated performance only with a calibrated one (:mod:`streams.estimated`). The model-level
+    points carry ``details.attribution`` (:mod:`streams.attribution`); ``segments`` (segment →
+    its bundle of the same window) adds the segments' contributions to the performance points."""
     points = _Points(bundle.key, source, revision)
     points.add(m.EVENTS, "", bundle.events)
     points.add(m.LABELS, "", bundle.labels)
@@ -115,7 +120,22 @@ def window_metrics(
     if reference is not None:
         _feature_drift(bundle, spec, reference, points)
         _prediction_drift(bundle, spec, reference, points)
+    if not bundle.key.segment:
+        attach_attribution(points.points, spec, reference, segment_performance(segments or {}))
     return points.points
+
+
+def segment_performance(segments: Mapping[str, WindowBundle]) -> dict[str, tuple[dict[str, float], int]]:
+    """segment → (its realized performance values, its labelled events), for the attribution."""
+    out: dict[str, tuple[dict[str, float], int]] = {}
+    for name, bundle in segments.items():
+        scratch = _Points(bundle.key, "attribution", 0)
+        _performance(bundle, scratch)
+        found = {point.metric: point.value for point in scratch.points}
+        counted = next((int(p.details["n"]) for p in scratch.points if p.details.get("n")), bundle.labels)
+        if found:
+            out[name] = (found, counted)
+    return out
 
 
 def _performance(bundle: WindowBundle, points: _Points) -> dict[str, float]:
@@ -260,6 +280,9 @@ def _add_drift(points: _Points, feature: str, drift: FeatureDrift) -> None:
         "effect_size": drift.effect_size,
         "min_effect": drift.min_effect,
     }
+    details["ratio"] = drift_ratio(result.method, result.score, result.threshold, p_value=result.p_value,
+                                   adjusted_p_value=drift.adjusted_p_value, effect_size=drift.effect_size,
+                                   min_effect=drift.min_effect)  # fmt: skip
     points.add(result.method, feature, result.score, **details)
     points.add(m.DRIFTED, feature, float(drift.drifted), method=result.method)
 

@@ -32,7 +32,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -43,7 +43,7 @@ from modelmon.events import model_to_json
 from modelmon.spec import ModelSpec
 from streams.app import changelog_partition_of, publish_all
 from streams.batching import Acknowledger, is_infrastructure_error, release
-from streams.bundle import BundleKey
+from streams.bundle import BundleKey, WindowBundle
 from streams.change import ChangeTracker
 from streams.finalize import window_metrics
 from streams.partials import Fragment, FragmentAssembler, InvalidPartial, Partial, parse_message
@@ -332,7 +332,9 @@ class Stage2:
             other = part.merged()
             merged = merged if other is None else merged.with_counts_of(other)
         usable = profile if reference_id(profile) == parts[0].reference_id else None
-        points = window_metrics(merged, spec, usable, source="stage2", revision=time.time_ns() // 1000)
+        segments = self._segment_bundles(state.key) if not state.key.segment and spec.segments else None
+        points = window_metrics(merged, spec, usable, source="stage2", revision=time.time_ns() // 1000,
+                                segments=segments)  # fmt: skip
         held_by = next((p for p in parts if p.carriers()), None)
         change = self.change.feed(state.key, points) if self.change is not None and held_by else None
         points += change.points if change is not None else []
@@ -358,6 +360,17 @@ class Stage2:
             self.stats.windows_closed += 1
         self.stats.emissions += 1
         return True
+
+    def _segment_bundles(self, key: BundleKey) -> dict[str, WindowBundle]:
+        """The merged bundles held for the segments of ``key``'s window (attribution of a drop)."""
+        found: dict[str, WindowBundle] = {}
+        for (other, _ref), state in self.windows.items():
+            if other.segment and replace(other, segment="") == key:
+                merged = state.merged()
+                if merged is not None:
+                    held = found.get(other.segment)
+                    found[other.segment] = merged if held is None else held.with_counts_of(merged)
+        return found
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget windows fed by revoked partials partitions; their new owner replays them."""

@@ -91,6 +91,12 @@ def _model_points(model: str, start: datetime) -> list[MetricPoint]:
                     add(f"lateness_{q}_ms", base + 10 * w)
                     add(f"label_delay_{q}_ms", 60_000 + base * 100)
                 add("drift_share", min(1.0, drift * 2.5), drifted_features=[], compared=2)
+                if segment == "":  # what moved (streams.attribution), on the model-level points
+                    moved = seeded_attribution(features, drift, classifier)
+                    for point in points:
+                        own = (point.segment, point.model_version, point.window_start) == ("", version, ws)
+                        if own and point.metric in ("drift_share", "accuracy", "mae"):
+                            point.details["attribution"] = moved
                 add("dataset_drifted", float(drift * 2.5 >= 0.5))
                 add("drifted_important_features", float(drift >= 0.2))
                 for index, feature in enumerate(features):
@@ -124,6 +130,20 @@ def _model_points(model: str, start: datetime) -> list[MetricPoint]:
                 add("psi", drift / 2, "__prediction__", method="psi", threshold=0.2)
                 add("drifted", float(drift / 2 >= 0.2), "__prediction__", method="psi")
     return points
+
+
+def seeded_attribution(features: tuple[str, ...], drift: float, classifier: bool) -> dict[str, object]:
+    """details.attribution as streams.attribution writes it: the first feature moves most."""
+    lines = [
+        {"feature": name, "method": "psi", "score": drift / (1 + i), "threshold": 0.2,
+         "ratio": drift / (1 + i) / 0.2, "importance": 0.5, "importance_source": "equal",
+         "weighted": drift / (1 + i) / 0.2}
+        for i, name in enumerate(features)
+    ]  # fmt: skip
+    segment = "country=DE" if classifier else "region=north"
+    segments = [{"segment": segment, "metric": "accuracy" if classifier else "mae", "value": 0.7,
+                 "baseline": 0.8, "share": 0.4, "contribution": -0.04}]  # fmt: skip
+    return {"features": lines, "segments": segments, "segment_baseline": "window"}
 
 
 def _alerts(start: datetime) -> list[Alert]:

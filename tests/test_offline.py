@@ -247,12 +247,12 @@ def test_the_report_is_modelmon_reports(tmp_path: Any, clickhouse_dsn: str) -> N
     result = compare(reference_for("binary"), frame, make_spec("binary"), window="1m")
     page = result.save_report(tmp_path / "report", engine=clickhouse_dsn)
     pictures = sorted(p.name for p in page.parent.glob("*.png"))
-    kinds = ["drift-heatmap", "fidelity-lateness", "fidelity-missing", "performance"]
+    kinds = ["drift-heatmap", "fidelity-lateness", "fidelity-missing", "performance", "what-moved"]
     assert pictures == [f"m-{kind}.png" for kind in kinds]
     html = page.read_text(encoding="utf-8")
-    assert html.count("src='data:image/png;base64,") == 4 and ">m</h2>" in html
+    assert html.count("src='data:image/png;base64,") == 5 and ">m</h2>" in html
     single = result.to_html(tmp_path / "one.html", engine=clickhouse_dsn)
-    assert single.read_text(encoding="utf-8").count("data:image/png;base64,") == 4
+    assert single.read_text(encoding="utf-8").count("data:image/png;base64,") == 5
 
 
 def test_a_reference_frame_is_profiled_like_the_same_reference_file(tmp_path: Any) -> None:

@@ -31,6 +31,7 @@ def test_report_writes_pictures_and_one_self_contained_page(clickhouse: Any, tmp
     for model in MODELS:
         pictures = sorted(p.name for p in tmp_path.glob(f"{model}-*.png"))
         kinds = ["alerts", "drift-heatmap", "fidelity-lateness", "fidelity-missing", "performance"]
+        kinds.append("what-moved")
         if model == CLASSIFIER:  # the seed has estimated and fairness points for the classifier only
             kinds = sorted([*kinds, "estimated-accuracy", "fairness"])
         assert pictures == [f"{model}-{kind}.png" for kind in kinds]
@@ -40,7 +41,7 @@ def test_report_writes_pictures_and_one_self_contained_page(clickhouse: Any, tmp
             assert width >= 600 and height >= 250 and len(data) > 10_000, name
         assert f">{model}</h2>" in text
     embedded = re.findall(r"src='data:image/png;base64,([^']+)'", text)
-    assert len(embedded) == 12 and all(base64.b64decode(e).startswith(PNG) for e in embedded)
+    assert len(embedded) == 14 and all(base64.b64decode(e).startswith(PNG) for e in embedded)
     assert "http://" not in text and "https://" not in text and "<script" not in text
 
 

@@ -250,3 +250,26 @@ def test_httpx_client_is_not_needed_for_a_refused_submission() -> None:
 
     asyncio.run(scenario())
     assert httpx.AsyncClient  # the delivery client type
+
+
+def test_chat_formats_show_the_top_three_lines_and_json_the_whole_attribution() -> None:
+    from tests.test_attribution import ATTRIBUTION
+
+    firing = alert("a")
+    firing = firing.model_copy(update={"details": {**firing.details, "attribution": ATTRIBUTION}})
+    note = Notification("alerts", alerts=[firing])
+    slack = json.loads(encode_body(note, "slack"))["text"]
+    assert [f"f{i}:" in slack for i in range(5)] == [True, True, True, False, False]
+    assert "segment region=eu: accuracy 0.5 vs 0.8" in slack and "segment region=us" in slack
+    annotation = json.loads(encode_body(note, "alertmanager"))["alerts"][0]["annotations"]["attribution"]
+    assert annotation.splitlines()[0].startswith("feature f0: psi 3x its line")
+    assert len(annotation.splitlines()) == 5  # three features and the two segments
+    carried = json.loads(encode_body(note, "json"))["alerts"][0]["details"]["attribution"]
+    assert carried == ATTRIBUTION
+    evidence = [{"kind": "alert", "reason": "acc firing", "attribution": ATTRIBUTION}]
+    request = RetrainRequested(idempotency_key="k", model_id="m", reason="acc firing", evidence=evidence)
+    retrain_note = Notification("retrain", request=request)
+    assert "↳ feature f2:" in json.loads(encode_body(retrain_note, "slack"))["text"]
+    annotations = json.loads(encode_body(retrain_note, "alertmanager"))["alerts"][0]["annotations"]
+    assert "segment region=eu" in annotations["attribution"]
+    assert json.loads(encode_body(retrain_note, "json"))["retrain_request"]["evidence"] == evidence

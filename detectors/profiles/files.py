@@ -18,6 +18,7 @@ from detectors.profiles import (
     NumericalFeatureProfile,
     ReferenceProfile,
 )
+from detectors.profiles.importance import reference_importances
 from detectors.scored import estimation_classes, fit_calibration
 from modelmon.kinds import FeatureKind, check_kind
 from modelmon.references import PREDICTION_FEATURE
@@ -117,7 +118,9 @@ def load_reference_file(
     """Read a CSV or Parquet file and profile the features of ``spec`` (and the model output, if present).
 
     With a ``label`` column and the model's scores (:func:`calibration_columns`), the profile also
-    carries a score calibration fitted on the labelled rows (performance estimation).
+    carries a score calibration fitted on the labelled rows (performance estimation). With a
+    ``label`` column it carries each feature's importance: its mutual information with the label
+    (:mod:`detectors.profiles.importance`).
     Raises :class:`ReferenceFileError` naming the file and the missing or unusable columns.
     """
     file = Path(path)
@@ -135,6 +138,9 @@ def load_reference_file(
         wanted |= {LABEL_COLUMN: FeatureKind.CATEGORICAL} | dict.fromkeys(
             calibrated[1], FeatureKind.NUMERICAL
         )
+    if LABEL_COLUMN in header and LABEL_COLUMN not in wanted:
+        regression = spec.task is Task.REGRESSION
+        wanted[LABEL_COLUMN] = FeatureKind.NUMERICAL if regression else FeatureKind.CATEGORICAL
     columns, rows = _read_columns(file, wanted)
     if rows == 0:
         raise ReferenceFileError(f"{file}: no data rows")
@@ -150,8 +156,13 @@ def load_reference_file(
             calibration, calibration_rows = _calibration(spec, calibrated[0], columns, calibrated[1])
         except ValueError as error:
             raise ReferenceFileError(f"{file}: calibration from column {LABEL_COLUMN!r}: {error}") from None
+    importances: dict[str, float] = {}
+    if LABEL_COLUMN in columns:
+        by_name = {name: columns[column] for name, (column, _) in kinds.items()}
+        importances = reference_importances(features, by_name, columns[LABEL_COLUMN])
+        importances.pop(PREDICTION_FEATURE, None)
     return FileReference(
-        profile=ReferenceProfile(features, calibration=calibration),
+        profile=ReferenceProfile(features, calibration=calibration, importances=importances),
         rows=rows,
         source=f"file:{file.name}",
         columns={name: column for name, (column, _) in kinds.items()},

@@ -37,6 +37,8 @@ class ReferenceRecord(BaseModel):
     A labelled reference adds one record of kind ``calibration`` (feature ``__calibration__``,
     the calibration's dict as ``profile``), listed in ``features`` like the others; it becomes the
     profile's ``calibration``, not a feature. Publications without it read as before.
+    A feature's importance estimated on a labelled reference travels in its record's ``profile``
+    dict as ``importance`` (absent in older records, which load as before).
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -135,7 +137,7 @@ def reference_records(
             model_version=model_version,
             feature=name,
             kind=profile[name].kind,
-            profile=profile[name].to_dict(),
+            profile=_with_importance(profile[name].to_dict(), profile.importances.get(name)),
             created_at=when,
             source=source,
             reference_id=reference_id,
@@ -151,6 +153,10 @@ def reference_records(
         )  # fmt: skip
         records.append(record)
     return records
+
+
+def _with_importance(data: dict[str, Any], importance: float | None) -> dict[str, Any]:
+    return data if importance is None else {**data, "importance": importance}
 
 
 def newest_complete(records: Iterable[ReferenceRecord]) -> list[ReferenceRecord] | None:
@@ -176,12 +182,16 @@ def profile_of(chosen: Iterable[ReferenceRecord]) -> ReferenceProfile:
     """The profile of one publication's records: the features, and the calibration if it has one."""
     features: dict[str, FeatureProfile] = {}
     calibration = None
+    importances: dict[str, float] = {}
     for record in chosen:
         if record.is_calibration:
             calibration = record.calibration()
         else:
             features[record.feature] = record.feature_profile()
-    return ReferenceProfile(features, calibration=calibration)
+            importance = record.profile.get("importance")
+            if isinstance(importance, int | float) and importance >= 0:
+                importances[record.feature] = float(importance)
+    return ReferenceProfile(features, calibration=calibration, importances=importances)
 
 
 def assemble_reference(records: Iterable[ReferenceRecord]) -> ReferenceProfile | None:

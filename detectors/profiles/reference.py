@@ -63,17 +63,26 @@ class ReferenceProfile(Mapping[str, FeatureProfile]):
     ``calibration`` (optional) maps the model's scores to the probability of being right, fitted on
     a labelled reference (``detectors.estimation``); stage 2 estimates performance with it. It is
     not a feature: iterating the profile, and drift, see only the features.
+
+    ``importances`` (optional) maps features to their importance estimated on a labelled reference
+    (mutual information with the label, :func:`detectors.attribution.mutual_information`); alerts
+    rank drifted features by it when the spec gives none.
     """
 
     def __init__(
-        self, features: Mapping[str, FeatureProfile], *, calibration: Calibration | None = None
+        self,
+        features: Mapping[str, FeatureProfile],
+        *,
+        calibration: Calibration | None = None,
+        importances: Mapping[str, float] | None = None,
     ) -> None:
         self._features = dict(features)
         self.calibration = calibration
+        self.importances = {name: float(v) for name, v in (importances or {}).items() if name in features}
 
     def with_calibration(self, calibration: Calibration | None) -> ReferenceProfile:
-        """The same features with ``calibration``."""
-        return ReferenceProfile(self._features, calibration=calibration)
+        """The same features (and importances) with ``calibration``."""
+        return ReferenceProfile(self._features, calibration=calibration, importances=self.importances)
 
     @classmethod
     def from_data(
@@ -160,6 +169,8 @@ class ReferenceProfile(Mapping[str, FeatureProfile]):
         }
         if self.calibration is not None:
             data["calibration"] = self.calibration.to_dict()
+        if self.importances:
+            data["importances"] = dict(self.importances)
         return data
 
     @classmethod
@@ -175,7 +186,7 @@ class ReferenceProfile(Mapping[str, FeatureProfile]):
             from detectors.estimation import Calibration  # here: estimation may import the profiles
 
             calibration = Calibration.from_dict(data["calibration"])
-        return cls(features, calibration=calibration)
+        return cls(features, calibration=calibration, importances=data.get("importances"))
 
     def to_json(self) -> str:
         """Strict JSON (no NaN or infinity)."""
