@@ -106,6 +106,18 @@ AGGREGATE_FIXTURES: dict[str, AggregateFixture] = {
         lambda rng: ((np.array([f"id{i}" for i in rng.integers(0, 30, int(rng.integers(1, 40)))]),), {}),
     ),
     "fidelity": (_fidelity_factory, _fidelity_batch),
+    "fairness": (
+        lambda: _by_kind("fairness")(["gender"]),
+        lambda rng: (
+            (
+                "gender",
+                rng.choice(np.array(["F", "M", "X", None], dtype=object), n := int(rng.integers(1, 40))),
+                rng.random(n) < 0.4,
+                (rng.random(n) < 0.5) if rng.random() < 0.5 else None,  # predictions, or labelled pairs
+            ),
+            {},
+        ),
+    ),
 }
 
 KINDS = sorted(registered_aggregates())
