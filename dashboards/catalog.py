@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from dashboards import sql
+from dashboards.fairness import fairness_panels, fairness_thresholds
 from dashboards.grafana import Annotation, Dashboard, Panel, Query, Variable, row
 from dashboards.panels import (
     DRIFT_RATIO_STEPS,
@@ -363,43 +364,4 @@ def build_dashboards(specs: Mapping[str, ModelSpec] | None = None) -> list[Dashb
         data_fidelity(),
         alerts_and_retraining(),
         versions_dashboard(),  # issue #16: champion/challenger (dashboards.versions)
-    ]
-
-
-# -- fairness (docs/fairness.md) -------------------------------------------------------------------
-def fairness_thresholds(specs: Mapping[str, ModelSpec]) -> dict[tuple[str, str], float]:
-    """(model, gap) → threshold of the model's first alert rule on that fairness gap (any attribute)."""
-    thresholds: dict[tuple[str, str], float] = {}
-    for model_id, spec in specs.items():
-        for rule in spec.alerts:
-            if rule.metric in m.FAIRNESS_GAPS:
-                thresholds.setdefault((model_id, rule.metric), float(rule.threshold))
-    return thresholds
-
-
-def fairness_panels(thresholds: Mapping[tuple[str, str], float]) -> list[Panel]:
-    """The performance dashboard's Fairness row: gaps over time, per-group rates of the latest window."""
-    return [
-        row("Fairness: gaps between groups per sensitive attribute (binary classifiers, spec fairness)"),
-        timeseries_panel(
-            "Fairness gaps: demographic parity, equal opportunity, equalized odds",
-            sql.FAIRNESS_GAP_SERIES,
-            unit=FRACTION,
-            max=1,
-            task="classification",
-            key="fairness_gaps",
-            extra=threshold_queries(thresholds, m.FAIRNESS_GAPS),
-            description="Per attribute: max - min selection rate (demographic parity difference), "
-            "min / max (ratio), max - min TPR (equal opportunity), max of the TPR and FPR differences "
-            "(equalized odds), over the groups with at least min_group_size predictions. 0 (ratio 1) "
-            "is parity; dashed lines are the spec's alert thresholds.",
-        ),
-        table_panel(
-            "Fairness: per-group rates of the latest window",
-            sql.FAIRNESS_LATEST_GROUPS,
-            task="classification",
-            key="fairness_groups",
-            description="Group size, selection rate, TPR and FPR per attribute and group; 'too few': "
-            "fewer than min_group_size predictions, left out of the gaps.",
-        ),
     ]

@@ -393,30 +393,3 @@ VAR_ALERT_MODEL = (
     "UNION ALL SELECT model_id FROM retrain_requests FINAL WHERE $__timeFilter(requested_at) "
     f"UNION ALL SELECT model_id FROM {POINTS} WHERE {STAGE2}) ORDER BY model_id"
 )
-
-
-# ----------------------------------------------------------------------------------------------
-# Fairness (binary classifiers with a fairness spec; docs/fairness.md)
-# ----------------------------------------------------------------------------------------------
-# Gaps per attribute (feature = attribute) over time, one series per gap/attribute/version/segment.
-FAIRNESS_GAP_SERIES = (
-    "SELECT window_start AS time, concat(metric, ' ', feature, ' v', model_version, "
-    "if(segment = '', '', concat(' ', segment))) AS series, max(value) AS value "
-    f"FROM {POINTS} WHERE {MODEL} AND metric IN ({names(m.FAIRNESS_GAPS)}) "
-    "GROUP BY time, series ORDER BY time"
-)
-# Per group (feature = attribute=group) of the latest window with fairness points: size and rates
-# (NULL when the group is too few or the rate undefined).
-FAIRNESS_LATEST_GROUPS = (
-    "SELECT splitByChar('=', feature, 2)[1] AS attribute, "
-    "substring(feature, length(attribute) + 2) AS group, model_version AS version, segment, "
-    f"maxIf(value, metric = '{m.FAIRNESS_GROUP_SIZE}') AS size, "
-    f"maxIfOrNull(value, metric = '{m.FAIRNESS_SELECTION_RATE}') AS selection_rate, "
-    f"maxIfOrNull(value, metric = '{m.FAIRNESS_TPR}') AS tpr, "
-    f"maxIfOrNull(value, metric = '{m.FAIRNESS_FPR}') AS fpr, "
-    "if(isNull(selection_rate), 'too few', '') AS note "
-    f"FROM {POINTS} WHERE {MODEL} AND metric IN ({names(m.FAIRNESS_GROUP_METRICS)}) "
-    f"AND window_start = (SELECT max(window_start) FROM {POINTS} WHERE {MODEL} "
-    f"AND metric = '{m.FAIRNESS_GROUP_SIZE}') "
-    "GROUP BY attribute, group, version, segment ORDER BY attribute, segment, version, group"
-)

@@ -382,20 +382,3 @@ def load_specs_with_files(path: Path | str) -> dict[str, tuple[ModelSpec, Path]]
             specs[spec.model_id] = spec
             origin[spec.model_id] = file
     return {model_id: (spec, origin[model_id]) for model_id, spec in specs.items()}
-
-
-def reference_file(spec: ModelSpec, spec_file: Path) -> Path | None:
-    """The spec's ``reference.path``, a relative one resolved against the spec file's directory.
-
-    Only the CLI reads the file (``modelmon reference load``, ``modelmon spec check``); parsing a
-    spec never checks that it exists, since workers do not need it.
-
-    >>> spec = parse_spec({"model_id": "m", "task": "binary", "features": {"x": {"type": "numerical"}},
-    ...                    "reference": {"source": "file", "path": "../data/train.csv"}})
-    >>> reference_file(spec, Path("/srv/models/m.yaml"))
-    PosixPath('/srv/models/../data/train.csv')
-    """
-    if not spec.reference.path:
-        return None
-    path = Path(spec.reference.path).expanduser()
-    return path if path.is_absolute() else spec_file.parent / path

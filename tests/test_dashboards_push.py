@@ -121,12 +121,12 @@ def test_push_twice_creates_the_folder_once_and_overwrites_by_uid(grafana: FakeG
         ("POST", "/api/folders", {"title": "modelmon", "uid": FOLDER_UID})
     ]
     saves = [body for method, path, body in grafana.calls if (method, path) == ("POST", "/api/dashboards/db")]
-    assert len(saves) == 10
+    assert len(saves) == 12
     assert all(
         b["overwrite"] is True and b["folderUid"] == FOLDER_UID and b["dashboard"]["id"] is None
         for b in saves
     )
-    assert set(grafana.dashboards) == set(first.dashboards) and len(grafana.dashboards) == 5
+    assert set(grafana.dashboards) == set(first.dashboards) and len(grafana.dashboards) == 6
     assert {d["version"] for d in grafana.dashboards.values()} == {2}
     assert set(grafana.auth) == {"Bearer secret-token"}
 
@@ -138,7 +138,7 @@ def test_push_command_reports_a_missing_datasource(grafana: FakeGrafana) -> None
     )
     assert result.exit_code == 0, result.output
     assert "folder modelmon created" in result.output
-    assert result.output.count("saved modelmon-") == 5
+    assert result.output.count("saved modelmon-") == 6
     assert "no datasource" in result.output
     assert grafana.auth[0] and grafana.auth[0].startswith("Basic ")
 

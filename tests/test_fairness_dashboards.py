@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from dashboards.catalog import build_dashboards, fairness_thresholds
+from dashboards.catalog import build_dashboards
+from dashboards.fairness import fairness_thresholds
 from dashboards.report import write_report
 from dashboards.runner import TimeRange, resolve_variables, run_query
 from modelmon.spec import load_specs, parse_spec

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -12,6 +13,7 @@ from rich.markup import escape
 
 from modelmon import __version__
 from modelmon.settings import Settings
+from modelmon.spec import ModelSpec
 
 console = Console(stderr=True)
 
@@ -76,3 +78,21 @@ def cli(debug: bool) -> None:
 
     Settings come from MODELMON_* environment variables (see docs/deploy.md, "Settings").
     """
+
+
+def reference_file(spec: ModelSpec, spec_file: Path) -> Path | None:
+    """The spec's ``reference.path``, a relative one resolved against the spec file's directory.
+
+    Only the CLI reads the file (``modelmon reference load``, ``modelmon spec check``); parsing a
+    spec never checks that it exists, since workers do not need it.
+
+    >>> from modelmon.spec import parse_spec
+    >>> spec = parse_spec({"model_id": "m", "task": "binary", "features": {"x": {"type": "numerical"}},
+    ...                    "reference": {"source": "file", "path": "../data/train.csv"}})
+    >>> reference_file(spec, Path("/srv/models/m.yaml"))
+    PosixPath('/srv/models/../data/train.csv')
+    """
+    if not spec.reference.path:
+        return None
+    path = Path(spec.reference.path).expanduser()
+    return path if path.is_absolute() else spec_file.parent / path

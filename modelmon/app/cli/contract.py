@@ -41,7 +41,8 @@ def spec() -> None:
 @click.argument("path", type=click.Path(path_type=Path), required=False)
 def spec_check(path: Path | None) -> None:
     """Validate model specs (default: MODELMON_MODELS_PATH), and that each reference file exists."""
-    from modelmon.spec import SpecError, load_specs_with_files, reference_file
+    from modelmon.app.cli.base import reference_file
+    from modelmon.spec import SpecError, load_specs_with_files
     from streams.change import check_change_spec
 
     try:

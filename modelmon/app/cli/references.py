@@ -31,8 +31,9 @@ def reference_load(
 
     from detectors.profiles.files import ReferenceFileError, load_reference_file
     from modelmon.admin import TopicAdminError
+    from modelmon.app.cli.base import reference_file
     from modelmon.app.startup import wait_for_kafka
-    from modelmon.spec import SpecError, load_specs_with_files, reference_file
+    from modelmon.spec import SpecError, load_specs_with_files
     from sinks.clickhouse import ClickHouseError, describe
     from sinks.references import store_reference_at
     from streams.references import ReferencePublishError, publish_reference
