@@ -1,4 +1,5 @@
-"""Shared fixtures: the real embedded broker and the real embedded ClickHouse engine."""
+"""Shared fixtures: the real embedded broker, the real embedded ClickHouse engine, saved report figures."""
 
 from tests.broker_fixtures import *  # noqa: F403
 from tests.clickhouse_fixtures import *  # noqa: F403
+from tests.report_fixtures import *  # noqa: F403

@@ -71,19 +71,6 @@ def scenario_points() -> list[MetricPoint]:
     return points
 
 
-@pytest.fixture
-def figures(monkeypatch: pytest.MonkeyPatch) -> dict[str, Figure]:
-    saved: dict[str, Figure] = {}
-    original = Figure.savefig
-
-    def capture(self: Figure, path: Any, *args: Any, **kwargs: Any) -> None:
-        saved[Path(path).name] = self
-        original(self, path, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", capture)
-    return saved
-
-
 def _lines(figure: Figure) -> tuple[np.ndarray, np.ndarray, int]:
     """The estimate's and the realized values drawn, and the number of hatched (estimate-only) windows."""
     axes = figure.axes[0]

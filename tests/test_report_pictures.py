@@ -27,20 +27,6 @@ START = (datetime.now(UTC) - timedelta(hours=3)).replace(second=0, microsecond=0
 WINDOW = timedelta(minutes=1)
 
 
-@pytest.fixture
-def figures(monkeypatch: pytest.MonkeyPatch) -> dict[str, Figure]:
-    """File name → the figure the report saved under it."""
-    saved: dict[str, Figure] = {}
-    original = Figure.savefig
-
-    def capture(self: Figure, path: Any, *args: Any, **kwargs: Any) -> None:
-        saved[Path(path).name] = self
-        original(self, path, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", capture)
-    return saved
-
-
 def _point(metric: str, value: float, w: int, feature: str = "", **details: object) -> MetricPoint:
     return MetricPoint(
         model_id=MODEL,
