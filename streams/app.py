@@ -132,6 +132,14 @@ def build_app(settings: Settings, *, partitions: int) -> faust.App:
     return app
 
 
+class StaleAssignment(RuntimeError):
+    """Work of a partition this worker no longer holds (revoked, or being restored after a rebalance).
+
+    Raised by a state write that comes too late; the work it belongs to is abandoned, not
+    dead-lettered: its events were not acknowledged, and the partition's owner replays them.
+    """
+
+
 _WRITE_PARTITION: contextvars.ContextVar[int | None] = contextvars.ContextVar("write_partition", default=None)
 
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from faust.types import EventT, StreamT
 
 from streams.acks import OrderedAcks
+from streams.app import StaleAssignment
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,8 @@ async def release(acks: Acknowledger, events: Iterable[Any]) -> None:
 
 
 def is_infrastructure_error(error: BaseException) -> bool:
-    """Errors of the broker or the network: retrying the same events later may succeed."""
-    if isinstance(error, ConnectionError | TimeoutError | asyncio.TimeoutError):
+    """Errors of the broker, the network or a rebalance: retrying the same events later may succeed."""
+    if isinstance(error, StaleAssignment | ConnectionError | TimeoutError | asyncio.TimeoutError):
         return True
     module = type(error).__module__
     return module.startswith(("aiokafka", "kafka", "confluent_kafka", "faust.exceptions", "streams.state"))
@@ -191,15 +192,21 @@ class EventBatcher:
         try:
             await self.handler(self, batch)
             return
+        except StaleAssignment as error:
+            self._abandon(batch, error)
+            return
         except Exception as error:
             if on_poison is None or is_infrastructure_error(error):
                 raise
             log.warning(
                 "a batch of %d events failed (%r): processing it one event at a time", len(batch), error
             )
-        for event in batch:
+        for done, event in enumerate(batch):
             try:
                 await self.handler(self, [event])
+            except StaleAssignment as error:
+                self._abandon(batch[done:], error)
+                return
             except Exception as error:
                 if is_infrastructure_error(error):
                     raise
@@ -209,3 +216,9 @@ class EventBatcher:
                           message.offset, error)  # fmt: skip
                 await on_poison(event, error)
                 await self.ack(event)
+
+    def _abandon(self, events: list[EventT], error: StaleAssignment) -> None:
+        """A rebalance overtook the batch: not acknowledged, not dead-lettered; the owner replays it."""
+        self.stale += len(events)
+        log.info("a batch of %d events was overtaken by a rebalance (%s): its partitions are replayed",
+                 len(events), error)  # fmt: skip

@@ -295,6 +295,8 @@ class Stage2:
         for state in ready:
             if state.key in published:
                 continue  # published with a part of the same window folded on another reference
+            if self.windows.get((state.key, state.reference_id)) is not state:
+                continue  # dropped by a rebalance while an earlier window was published: not ours now
             profile = self.references(state.key.model_id, state.key.model_version)
             parts = window_parts(by_key[state.key], state, reference_id(profile))
             try:

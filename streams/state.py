@@ -32,7 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Pro
 
 from modelmon.admin import ensure_topics
 from modelmon.settings import Settings
-from streams.app import write_partition
+from streams.app import StaleAssignment, write_partition
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class StateStore(MutableMapping[str, Any]):
         self._directory = Path(settings.worker_data_dir) / "state" / name
         self._parts: dict[int, MutableMapping[str, Any]] = {}
         self._where: dict[str, int] = {}
+        self._owned: set[int] = set()  # assigned and restored: the partitions a write may go to
         self._failed: list[str] = []
         self._lock = threading.Lock()  # restores run in executor threads; one at a time per store
 
@@ -92,6 +93,7 @@ class StateStore(MutableMapping[str, Any]):
         partition = write_partition()
         if partition is None:
             raise RuntimeError(f"write to state {self.name!r} outside changelog_partition_of(...)")
+        self._check_owned(partition)
         old = self._where.get(key)
         if old is not None and old != partition:
             del self._parts[old][key]
@@ -100,9 +102,18 @@ class StateStore(MutableMapping[str, Any]):
         self._log(partition, key, orjson.dumps(value))
 
     def __delitem__(self, key: str) -> None:
-        partition = self._where.pop(key)
+        partition = self._where[key]
+        self._check_owned(partition)
+        del self._where[key]
         del self._parts[partition][key]
         self._log(partition, key, None)
+
+    def _check_owned(self, partition: int) -> None:
+        # Work that started before a rebalance may try to write after it: the partition's state is
+        # then someone else's (or being rebuilt here), and the write must not touch it.
+        if partition not in self._owned:
+            raise StaleAssignment(f"state {self.name}: partition {partition} is not held by this worker "
+                                  "(revoked, or being restored)")  # fmt: skip
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._where))
@@ -133,26 +144,40 @@ class StateStore(MutableMapping[str, Any]):
             raise StateWriteFailed(f"state {self.name}: {remaining} writes undelivered; {failed[:3]}")
 
     # -- assignment ------------------------------------------------------------------------------
+    def disown(self, partitions: Iterable[int]) -> None:
+        """Refuse writes to ``partitions`` from now on (called on the event loop before a restore)."""
+        self._owned.difference_update(partitions)
+
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget revoked partitions (their next owner restores them from the changelog)."""
+        revoked = set(partitions)
+        self.disown(revoked)
         with self._lock:
-            self._drop(partitions)
+            self._drop(revoked)
 
     def _drop(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
             part = self._parts.pop(partition, None)
             if part is None:
                 continue
-            for key in [k for k, p in self._where.items() if p == partition]:
+            for key in [k for k, p in list(self._where.items()) if p == partition]:
                 del self._where[key]
             close = getattr(part, "close", None)
             if close is not None:
                 close()
 
     def restore(self, partitions: Iterable[int]) -> int:
-        """Rebuild ``partitions`` from their changelog partitions (blocking); returns the records read."""
+        """Rebuild ``partitions`` from their changelog partitions (blocking); returns the records read.
+
+        Writes to them are refused until the rebuild is done; call :meth:`disown` on the event loop
+        first when writers may run meanwhile (another thread runs this).
+        """
+        wanted = sorted(set(partitions))
+        self.disown(wanted)
         with self._lock:
-            return self._restore(sorted(set(partitions)))
+            read = self._restore(wanted)
+            self._owned.update(wanted)
+            return read
 
     def _restore(self, wanted: list[int]) -> int:
         self._drop(wanted)
@@ -222,6 +247,8 @@ class StateStores:
             # this finishes: the agents wait for ready() before they touch the state.
             self._restored.clear()
             partitions = {tp.partition for tp in assigned if tp.topic == topic}
+            for store in self.stores.values():
+                store.disown(partitions)  # here, on the loop: no write slips in before the restore
             if partitions:
                 await asyncio.get_running_loop().run_in_executor(None, self.restore, partitions)
             self._restored.set()

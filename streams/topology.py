@@ -14,7 +14,7 @@ from faust.types import StreamT
 from modelmon.events import model_to_json
 from modelmon.settings import Settings
 from modelmon.spec import ModelSpec, parse_duration
-from streams.app import publish_all, seeker
+from streams.app import StaleAssignment, publish_all, seeker
 from streams.auto_reference import AutoReferenceBuilder, Publish
 from streams.batching import EventBatcher, StartOf
 from streams.change import ChangeTracker
@@ -117,7 +117,10 @@ def register_topology(
         if running["stage2"]:
             await state.ready()
             async with batcher.lock:
-                await stage2.close_ready(batcher)
+                try:
+                    await stage2.close_ready(batcher)
+                except StaleAssignment as error:  # a rebalance came while windows were published
+                    log.info("closing windows stopped by a rebalance (%s): the new owners close them", error)
 
     @app.timer(interval=10.0)
     async def report() -> None:

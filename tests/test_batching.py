@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from streams.app import StaleAssignment
 from streams.batching import EventBatcher
 
 
@@ -188,3 +189,22 @@ def test_broker_errors_are_not_blamed_on_an_event() -> None:
     batcher = EventBatcher(handler, size=2, within=60.0, is_current=lambda e: True, on_poison=on_poison)
     with pytest.raises(ConnectionError):
         asyncio.run(batcher.consume(AckingStream(events("p", 0, range(2)))))  # type: ignore[arg-type]
+
+
+def test_a_batch_overtaken_by_a_rebalance_is_abandoned_not_dead_lettered_nor_released() -> None:
+    """A state write after the partitions were revoked raises StaleAssignment: the owner replays them."""
+    calls: list[int] = []
+
+    async def handler(acks: Any, batch: Any) -> None:
+        calls.append(len(batch))
+        raise StaleAssignment("state closed-windows: partition 0 is not held by this worker")
+
+    async def on_poison(event: Any, error: BaseException) -> None:
+        raise AssertionError("no event is to blame")
+
+    stream = AckingStream(events("p", 0, range(4)))
+    batcher = EventBatcher(handler, size=4, within=60.0, is_current=lambda e: True, on_poison=on_poison)
+    asyncio.run(batcher.consume(stream))  # type: ignore[arg-type]
+    assert calls == [4]  # not retried one event at a time
+    assert stream.acked == []
+    assert batcher.stale == 4 and batcher.poisoned == 0
