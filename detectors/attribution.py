@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from modelmon import metrics as m
+
 MAX_LINES = 20
 """Lines kept per list in a point's details (the JSON webhook carries them all; chat shows three)."""
 
@@ -193,10 +195,52 @@ def feature_line(line: Mapping[str, Any]) -> str:
 
 def segment_line(line: Mapping[str, Any]) -> str:
     """``"region=eu: accuracy 0.55 vs 0.8 in the window, 30% of events, contribution -0.075"``."""
+    windows = int(line.get("windows", 1))
+    where = "in the window" if windows == 1 else f"over {windows} windows (means)"
     return (
-        f"{line['segment']}: {line['metric']} {_short(line['value'])} vs {_short(line['baseline'])} in the "
-        f"window, {line['share']:.0%} of events, contribution {_short(line['contribution'], '+')}"
+        f"{line['segment']}: {line['metric']} {_short(line['value'])} vs {_short(line['baseline'])} {where}, "
+        f"{line['share']:.0%} of events, contribution {_short(line['contribution'], '+')}"
     )
+
+
+def combine_segments(windows: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """The segment lines of several windows (an alert's streak) as one ranking, the worst first.
+
+    Per segment: the mean contribution and share over the windows (0 where it is absent: no events),
+    and its mean value and baseline over the windows it is in. A segment of a few labelled events
+    is noisy in one window; the windows that made a rule fire together say where the drop is.
+
+    >>> w1 = [{"segment": "c=DE", "metric": "accuracy", "value": 0.3, "baseline": 0.65, "share": 0.2,
+    ...        "contribution": -0.07},
+    ...       {"segment": "c=FR", "metric": "accuracy", "value": 0.8, "baseline": 0.65, "share": 0.2,
+    ...        "contribution": 0.03}]
+    >>> w2 = [{"segment": "c=FR", "metric": "accuracy", "value": 0.4, "baseline": 0.7, "share": 0.2,
+    ...        "contribution": -0.06},
+    ...       {"segment": "c=DE", "metric": "accuracy", "value": 0.55, "baseline": 0.7, "share": 0.2,
+    ...        "contribution": -0.03}]
+    >>> [(line["segment"], line["contribution"], line["value"]) for line in combine_segments([w1, w2])]
+    [('c=DE', -0.05, 0.425), ('c=FR', -0.015, 0.6)]
+    """
+    found: dict[str, list[Mapping[str, Any]]] = {}
+    for lines in windows:
+        for line in lines:
+            found.setdefault(str(line["segment"]), []).append(line)
+    if not found:
+        return []
+    count = len(windows)
+
+    def mean(lines: list[Mapping[str, Any]], name: str, over: int) -> float:
+        return sum(float(line.get(name) or 0.0) for line in lines) / over
+
+    metric = str(next(iter(found.values()))[0]["metric"])
+    moves = []
+    for segment, lines in found.items():
+        value, baseline = mean(lines, "value", len(lines)), mean(lines, "baseline", len(lines))
+        share, contribution = mean(lines, "share", count), mean(lines, "contribution", count)
+        moves.append(SegmentMove(segment, metric, value, baseline, share, contribution))
+    sign = -1.0 if metric in m.LOWER_IS_BETTER else 1.0
+    moves.sort(key=lambda move: (sign * move.contribution, move.segment))
+    return [{**move.to_dict(), "windows": count} for move in moves[:MAX_LINES]]
 
 
 def top_lines(attribution: Mapping[str, Any] | None, count: int = 3) -> list[str]:

@@ -195,3 +195,7 @@ def is_estimate(name: str) -> bool:
 def is_published(name: str) -> bool:
     """Whether modelmon publishes a metric of this name (at model level or per feature)."""
     return name in MODEL_METRICS or name in FEATURE_METRICS
+
+
+LOWER_IS_BETTER = frozenset({LOG_LOSS, MAE, RMSE, MAPE})
+"""Performance metrics where a larger value is worse (errors); the others are better when larger."""

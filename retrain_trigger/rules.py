@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from detectors.attribution import headline
+from detectors.attribution import combine_segments, headline
 from modelmon.events import Alert, AlertState, MetricPoint, epoch_ms
 from modelmon.spec import AlertRuleSpec, ModelSpec, parse_duration
 
@@ -81,7 +81,7 @@ class KeyState:
     last_fired_end_ms: int | None = None
     model_version: str = "1"
     windows: dict[int, list[Any]] = field(default_factory=dict)
-    """window_start_ms → [value, revision, window_end_ms]."""
+    """window_start_ms → [value, revision, window_end_ms] (+ [segment lines] of its attribution)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,7 +103,7 @@ class KeyState:
             started_ms=int(data["started_ms"]),
             last_fired_end_ms=data.get("last_fired_end_ms"),
             model_version=str(data.get("model_version", "1")),
-            windows={int(w[0]): [float(w[1]), int(w[2]), int(w[3])] for w in data["windows"]},
+            windows={int(w[0]): [float(w[1]), int(w[2]), int(w[3]), *w[4:5]] for w in data["windows"]},
         )
 
 
@@ -175,7 +175,8 @@ class RuleEngine:
         if known is None and len(state.windows) >= rule.history and start < min(state.windows):
             self.stale_points += 1  # older than every window the decision still depends on
             return []
-        state.windows[start] = [point.value, point.revision, end]
+        segments = (point.details.get("attribution") or {}).get("segments")
+        state.windows[start] = [point.value, point.revision, end, *([segments] if segments else [])]
         state.model_version = point.model_version
         for old in sorted(state.windows)[: -rule.history]:
             del state.windows[old]
@@ -184,11 +185,11 @@ class RuleEngine:
     def _evaluate(self, rule: Rule, key: str, state: KeyState, point: MetricPoint) -> list[Alert]:
         ordered = sorted(state.windows.items())
         streak = 0
-        for _, (value, _, _) in reversed(ordered):
+        for _, (value, *_) in reversed(ordered):
             if not rule.bad(value):
                 break
             streak += 1
-        _, (last_value, _, last_end) = ordered[-1]
+        _, (last_value, _, last_end, *_) = ordered[-1]
         cooling = (
             state.last_fired_end_ms is not None and last_end - state.last_fired_end_ms < rule.cooldown_ms
         )
@@ -226,7 +227,7 @@ class RuleEngine:
         fired: bool = True,
     ) -> Alert:
         """The event of a transition; ``windows`` is its evidence, the last one the deciding window."""
-        last_start, (value, _, last_end) = windows[-1]
+        last_start, (value, _, last_end, *_) = windows[-1]
         threshold = rule.resolve_threshold if new is AlertState.RESOLVED else rule.threshold
         label = f"{rule.spec.metric}{f'[{point.feature}]' if point.feature else ''}"
         where = f" in segment {point.segment}" if point.segment else ""
@@ -239,6 +240,9 @@ class RuleEngine:
             if new is AlertState.PENDING and len(windows) >= rule.for_windows:
                 message += f" (in cooldown: fires {rule.spec.cooldown} after the previous firing)"
         attribution = point.details.get("attribution") if new is not AlertState.RESOLVED else None
+        streak = [entry[3] for _, entry in windows if len(entry) > 3]
+        if attribution and len(streak) > 1:  # segments ranked over the windows that decided, not one
+            attribution = {**attribution, "segments": combine_segments(streak)}
         if attribution and headline(attribution):
             message += f" ({headline(attribution)})"
         return Alert(

@@ -30,7 +30,6 @@ from modelmon.spec import ModelSpec
 
 DRIFT_SUMMARIES = frozenset({m.DRIFT_SHARE, m.DATASET_DRIFTED, m.DRIFTED_IMPORTANT_FEATURES})
 PERFORMANCE = frozenset({*m.CLASSIFICATION_METRICS, *m.REGRESSION_METRICS})
-LOWER_IS_BETTER = frozenset({m.LOG_LOSS, m.MAE, m.RMSE, m.MAPE})
 SEGMENT_BASELINE = "window"
 """What a segment is compared to: the model's value of the metric in the same window."""
 
@@ -57,7 +56,7 @@ def segment_lines(
 ) -> list[dict[str, Any]]:
     """Segments of the window ranked by their contribution to ``metric``'s model ``value``."""
     values = {name: (found[metric], n) for name, (found, n) in segments.items() if metric in found}
-    moves = rank_segments(metric, values, value, total, higher_is_better=metric not in LOWER_IS_BETTER)
+    moves = rank_segments(metric, values, value, total, higher_is_better=metric not in m.LOWER_IS_BETTER)
     return [move.to_dict() for move in moves[:MAX_LINES]]
 
 

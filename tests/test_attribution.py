@@ -228,3 +228,36 @@ def test_top_lines_and_headline() -> None:
     assert len(lines) == 5 and lines[0].startswith("feature f0: psi 3x its line")
     assert lines[3].startswith("segment region=eu: accuracy 0.5 vs 0.8 in the window, 30% of events")
     assert headline({}) == "" and top_lines(None) == []
+
+
+def test_a_streak_alert_ranks_segments_over_its_windows_not_only_the_deciding_one() -> None:
+    """Three windows below 0.8: DE is the worst in two, FR by chance in the third (the deciding one)."""
+    spec = parse_spec({
+        "model_id": "m", "task": "binary", "features": {"x": {"type": "numerical"}},
+        "alerts": [{"name": "acc", "metric": "accuracy", "feature": "", "op": "<", "threshold": 0.8,
+                    "for": 3}],
+    })  # fmt: skip
+
+    def window(minute: int, de: float, fr: float) -> MetricPoint:
+        ranked = sorted((("c=DE", de), ("c=FR", fr)), key=lambda x: x[1])
+        lines = [{"segment": s, "metric": "accuracy", "value": 0.5 + c, "baseline": 0.5, "share": 0.2,
+                  "contribution": c} for s, c in ranked]  # fmt: skip
+        start = START + timedelta(minutes=minute)
+        return MetricPoint(model_id="m", metric="accuracy", value=0.5, window_start=start,
+                           window_end=start + timedelta(minutes=1), source="stage2",
+                           details={"attribution": {"features": [], "segments": lines}})  # fmt: skip
+
+    engine = RuleEngine(spec)
+    windows = [window(0, -0.09, 0.02), window(1, -0.07, 0.01), window(2, -0.02, -0.05)]
+    transitions = engine.observe_all(windows)
+    firing = transitions[-1]
+    assert firing.state.value == "firing"
+    segments = firing.details["attribution"]["segments"]
+    assert [(s["segment"], s["contribution"], s["windows"]) for s in segments] == [
+        ("c=DE", -0.06, 3), ("c=FR", pytest.approx(-0.00667, abs=1e-5), 3)
+    ]  # fmt: skip
+    assert "worst segment c=DE (-0.06)" in firing.message
+    assert "over 3 windows (means)" in top_lines(firing.details["attribution"])[0]
+    # The state survives a restart with the windows' segments (the changelog snapshot).
+    again = RuleEngine(spec, engine.snapshot())
+    assert again.snapshot() == engine.snapshot()

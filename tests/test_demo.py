@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from detectors.profiles.files import load_reference_file
-from modelmon.app.scenario import Scenario, drift_features, write_training_file
+from modelmon.app.scenario import Scenario, drift_features, hit_segment, write_training_file
 from modelmon.app.synthetic import MALFORMED_KINDS, malformed_messages
 from modelmon.spec import load_specs
 from sinks.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
@@ -107,33 +107,43 @@ def test_covariate_drift_moves_only_the_chosen_features_and_only_in_its_windows(
     assert abs(mean("area_m2", after) - mean("area_m2", before)) < 60
 
 
-def test_concept_drift_degrades_accuracy_and_error_while_features_stay() -> None:
+def test_concept_drift_degrades_accuracy_and_error_most_in_the_hit_segment() -> None:
     scenario, steps = scenario_steps(events=1200)
     labels = {s.prediction_id: s.label for s in steps if s.kind == "label"}
     ids = {id(s.item): s.prediction_id for s in steps if s.kind == "prediction"}
     start, end = scenario.concept
+    normal, drifted = range(0, scenario.covariate[0]), range(start, end)
 
-    def accuracy(selected: range) -> float:
-        windows = _by_window(scenario, steps, "fraud-detector")
-        pairs = [
-            (i.prediction, labels[ids[id(i)]]) for w in selected for i in windows[w] if ids[id(i)] in labels
-        ]
-        return float(np.mean([p == y for p, y in pairs]))
-
-    def mae(selected: range) -> float:
-        windows = _by_window(scenario, steps, "house-prices")
-        errors = [
-            abs(i.prediction - labels[ids[id(i)]])
+    def pairs(model_id: str, selected: range, tag: str | None = None) -> list[tuple[Any, Any]]:
+        windows = _by_window(scenario, steps, model_id)
+        return [
+            (i.prediction, labels[ids[id(i)]])
             for w in selected
             for i in windows[w]
-            if ids[id(i)] in labels
+            if ids[id(i)] in labels and (tag is None or i.tags[tag[0]] == tag[1])
         ]
-        return float(np.mean(errors))
 
-    normal, drifted = range(0, scenario.covariate[0]), range(start, end)
-    assert accuracy(normal) > 0.85 and accuracy(drifted) < 0.7  # 0.91 and 0.58 in expectation
-    # Truth and model signal: N(0, 1), correlation cos 75°; error sd 40 000 * sqrt(2 - 2 cos 75°) = 48 700.
+    def accuracy(selected: range, segment: tuple[str, ...] | None = None) -> float:
+        return float(np.mean([p == y for p, y in pairs("fraud-detector", selected, segment)]))
+
+    def mae(selected: range, segment: tuple[str, ...] | None = None) -> float:
+        return float(np.mean([abs(p - y) for p, y in pairs("house-prices", selected, segment)]))
+
+    assert hit_segment(SPECS["fraud-detector"]) == ("country", "DE")
+    assert hit_segment(SPECS["house-prices"]) == ("region", "north")
+    # 0.91 before; 0.44 in expectation during (45° everywhere, 180° in DE, the population moved 2 sd).
+    assert accuracy(normal) > 0.85 and accuracy(drifted) < 0.5
+    others = [accuracy(drifted, ("country", c)) for c in ("FR", "US", "GB", "NL")]
+    assert accuracy(drifted, ("country", "DE")) < min(others) - 0.1
     assert mae(normal) < 10_000 and mae(drifted) > 30_000
+    others = [mae(drifted, ("region", r)) for r in ("south", "east", "west")]
+    assert mae(drifted, ("region", "north")) > max(others)
+    # The new population: the covariate-drift features move again, only during the concept drift.
+    windows = _by_window(scenario, steps, "house-prices")
+    calm = range(scenario.covariate[1], start)
+    during = np.mean([i.features["area_m2"] for w in drifted for i in windows[w]])
+    before = np.mean([i.features["area_m2"] for w in calm for i in windows[w]])
+    assert during - before == pytest.approx(2 * 249.375, rel=0.15)
 
 
 def test_the_reference_file_profiles_every_feature_and_the_output(tmp_path: Path) -> None:
@@ -161,7 +171,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     workdir = tmp_path_factory.mktemp("demo")
     with WebhookReceiver() as receiver:
         command = [
-            sys.executable, "-m", "modelmon", "demo", "--json", "--events", "360", "--windows", "12",
+            sys.executable, "-m", "modelmon", "demo", "--json", "--events", "720", "--windows", "12",
             "--rate", "0", "--malformed", "20", "--seed", "3", "--workdir", str(workdir / "run"),
             "--webhook", receiver.url("/hook"), "--webhook-secret", SECRET,
         ]  # fmt: skip
@@ -178,7 +188,7 @@ def test_demo_exits_0_with_the_json_summary(demo_run: dict[str, Any]) -> None:
     summary = json.loads(result.stdout)
     assert {"events", "dead_letter", "alerts", "retrain_requests", "report"} <= set(summary)
     assert summary["complete"] is True
-    assert summary["events"] == 720 and summary["events_per_model"] == {m: 360 for m in SPECS}
+    assert summary["events"] == 1440 and summary["events_per_model"] == {m: 720 for m in SPECS}
     assert summary["dead_letter"] == 20
     assert set(summary["dead_letter_by_type"]) == {
         "invalid_json", "missing_model_id", "unknown_model", "contract_violation", "not_an_object",
@@ -202,10 +212,19 @@ def test_demo_drift_fires_and_resolves_concept_drift_fires_and_requests_retraini
     for model_id, spec in SPECS.items():
         drift = [e for e in episodes if e["model_id"] == model_id and e["rule"] == "feature-drift"]
         assert {e["feature"] for e in drift} & set(drift_features(spec)), drift
-        assert all(e["resolved_window_start"] for e in drift if e["feature"] in drift_features(spec))
+        covariate_end = summary["timeline"][0]["event_time_end"]
+        covariate = [e for e in drift if e["fired_window_start"] < covariate_end]
+        assert all(e["resolved_window_start"] for e in covariate if e["feature"] in drift_features(spec))
     performance = {(e["model_id"], e["rule"]) for e in episodes if e["rule"] != "feature-drift"}
     assert performance == {("fraud-detector", "accuracy-drop"), ("house-prices", "error-up")}
     concept_start = summary["timeline"][-1]["event_time_start"]
+    # Attribution (#16): the performance alerts name the features that moved with the new population
+    # and the segment the concept drift hit hardest.
+    for e in episodes:
+        if e["rule"] != "feature-drift":
+            tag, value = hit_segment(SPECS[e["model_id"]]) or ("", "")
+            assert "moved: " in e["message"] and f"worst segment {tag}={value}" in e["message"], e
+            assert set(drift_features(SPECS[e["model_id"]])) & set(e["message"].split("moved: ")[1].split()), e
     assert all(e["fired_window_start"] >= concept_start for e in episodes if e["rule"] != "feature-drift")
     requests = {r["model_id"]: r for r in summary["retrain_requests"]}
     assert set(requests) == set(SPECS)

@@ -17,7 +17,10 @@ what                  windows    expected effect
 normal traffic        0-8        compared with the reference (loaded from training rows)
 covariate drift       9-14       two features per model move 2 sd: drift alerts fire, resolve after
 malformed burst       12         ``malformed`` bad messages: dead letters with reasons
-concept drift         19-29      labels turn 75° away from the model: accuracy / MAE alerts, retrain
+concept drift         19-29      a new population: the covariate-drift features move again and the
+                                 labels turn 45° away from the model, 180° in one segment (the first
+                                 value of the first segment tag: ``hit_segment``): accuracy / MAE
+                                 alerts naming the moved features and that segment, retrain
 
 Labels: 90 % of the predictions get one, after an exponential delay (mean 15 s of event time); 3 %
 of those come 3-6 minutes late, after their window has closed, and re-publish it.
@@ -85,6 +88,23 @@ def drift_features(spec: ModelSpec, count: int = 2) -> tuple[str, ...]:
     return tuple(chosen[:count])
 
 
+def hit_segment(spec: ModelSpec) -> tuple[str, str] | None:
+    """The segment the concept drift hits hardest: the first segment tag and its first value (the
+    first allowed category when the tag is also a feature); None for a model without segments.
+
+    >>> from modelmon.spec import parse_spec
+    >>> hit_segment(parse_spec({"model_id": "m", "task": "binary", "segments": ["country"],
+    ...     "features": {"country": {"type": "categorical", "allowed": ["DE", "FR"]}}}))
+    ('country', 'DE')
+    """
+    if not spec.segments:
+        return None
+    tag = spec.segments[0]
+    feature = spec.features.get(tag)
+    allowed = feature.allowed if feature is not None and feature.allowed else None
+    return tag, str(allowed[0]) if allowed else f"{tag}-0"
+
+
 def write_training_file(spec: ModelSpec, path: Path, rows: int = 1000, seed: int = 0) -> Path:
     """A CSV of ``rows`` undrifted events (features, ``prediction``, ``score`` for binary models): the
     model's "training data", for ``modelmon reference load``.
@@ -125,7 +145,9 @@ class Scenario:
     burst_share: float = 0.4
     concept_share: tuple[float, float] = (0.63, 1.0)
     drift_strength: float = 2.0
-    concept_degrees: float = 75.0
+    concept_degrees: float = 45.0
+    segment_degrees: float = 180.0
+    """The concept drift's angle in the hit segment (``hit_segment``): the drop is concentrated there."""
     label_fraction: float = 0.9
     very_late_fraction: float = 0.03
     label_delay_seconds: float = 15.0
@@ -192,7 +214,9 @@ class Scenario:
             Injection(
                 "concept_drift",
                 *self.concept,
-                f"true labels turn {self.concept_degrees:g}° away from every model's signal",
+                f"a new population: {moved} move {self.drift_strength:g} sd again and true labels turn "
+                f"{self.concept_degrees:g}° away from the model's signal, {self.segment_degrees:g}° in "
+                + ", ".join(f"{t}={v}" for t, v in filter(None, map(hit_segment, specs.values()))),
             )
         )
         return sorted(out, key=lambda i: i.start)
@@ -217,8 +241,11 @@ class Scenario:
             concept = self.concept[0] <= window < self.concept[1]
             for model in models:
                 model_id = model.spec.model_id
-                model.drift = dict.fromkeys(moved[model_id], self.drift_strength) if drifting else {}
+                moving = drifting or concept  # the concept drift comes with a new population
+                model.drift = dict.fromkeys(moved[model_id], self.drift_strength) if moving else {}
                 model.concept_degrees = self.concept_degrees if concept else 0.0
+                hit = hit_segment(model.spec) if concept else None
+                model.concept_segment = (*hit, self.segment_degrees) if hit is not None else None
                 item = model.prediction()
                 pid = f"demo-{self.seed}-{model_id}-{index}"
                 yield Step("prediction", model_id, ts, pid, item=item)

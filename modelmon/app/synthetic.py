@@ -11,6 +11,8 @@ error is noise of 8 000). Two knobs change the world the model sees:
 - ``concept_degrees`` is **concept drift**: the true labels follow a signal rotated by that angle
   away from the model's (90° = unrelated to the model), so accuracy falls (about 0.66 at 60°) and
   a regressor's error grows, while the feature distributions stay the same.
+- ``concept_segment`` (tag, value, degrees) turns the labels of one segment's predictions by
+  ``degrees`` instead (the rest keep ``concept_degrees``): a drop concentrated in one segment.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class SyntheticModel:
         self.rng = np.random.default_rng(seed)
         self.drift: dict[str, float] = {}
         self.concept_degrees = 0.0
+        self.concept_segment: tuple[str, str, float] | None = None
         self._signal_features = [
             name
             for name, feature in spec.features.items()
@@ -135,10 +138,10 @@ class SyntheticModel:
         z_values = np.array([standard[name] for name in self._signal_features])
         return values, z_values
 
-    def _signals(self, z: np.ndarray) -> tuple[float, float]:
+    def _signals(self, z: np.ndarray, degrees: float) -> tuple[float, float]:
         """(the model's signal, the signal the true labels follow)."""
         model = float(self.weights.dot(z)) if z.size else 0.0
-        angle = math.radians(self.concept_degrees)
+        angle = math.radians(degrees)
         if angle == 0.0:
             return model, model
         side = float(self.rng.normal()) if self._independent else float(self.orthogonal.dot(z))
@@ -153,8 +156,11 @@ class SyntheticModel:
 
     def prediction(self) -> SyntheticPrediction:
         features, z = self._features()
-        model, truth = self._signals(z)
         tags = self._tags(features)
+        degrees = self.concept_degrees
+        if self.concept_segment is not None and tags.get(self.concept_segment[0]) == self.concept_segment[1]:
+            degrees = self.concept_segment[2]
+        model, truth = self._signals(z, degrees)
         model_id = self.spec.model_id
         if self.spec.task is Task.REGRESSION:
             true_value = PRICE_BASE + PRICE_SCALE * truth
