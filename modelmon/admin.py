@@ -19,6 +19,10 @@ class TopicAdminError(RuntimeError):
     """A topic could not be created, or did not show up in the metadata in time."""
 
 
+class TopicLayoutError(RuntimeError):
+    """Topics that must agree on their partition counts do not (created apart, or auto-created)."""
+
+
 REBALANCING_ERRORS = frozenset({
     KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID,
     KafkaError._ASSIGNMENT_LOST, KafkaError._NO_OFFSET, KafkaError._STATE,

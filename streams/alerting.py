@@ -242,7 +242,6 @@ def register_alerting(
     specs: dict[str, ModelSpec],
     start_offsets: StartOf | None = None,
     *,
-    partitions: int,
     producer: Producer,
 ) -> Alerting:
     """Declare the alert-rules and alert-notifier agents and their tables on ``app``."""
@@ -253,8 +252,7 @@ def register_alerting(
     alerts_topic = app.topic(topics.alerts, **raw)
     retrain_topic = app.topic(topics.retrain_requests, **raw)
     dead = app.topic(topics.dead_letter, **raw)
-    state = StateStores(app, settings, topics.monitor_metrics, ["alert-rules", "retrain-policy"], partitions,
-                        producer)  # fmt: skip
+    state = StateStores(app, settings, topics.monitor_metrics, ["alert-rules", "retrain-policy"], producer)
     evaluator = AlertEvaluator(
         specs,
         state["alert-rules"],

@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 
-from modelmon.admin import ensure_topics
+from modelmon.admin import TopicLayoutError, ensure_topics
 from modelmon.settings import Settings
 from modelmon.spec import ModelSpec, load_specs, parse_duration
 from streams.alerting import register_alerting
@@ -62,13 +62,11 @@ def prepare_topics(settings: Settings, specs: dict[str, ModelSpec] | None = None
         shown = ", ".join(f"{name}: {counts[name]}" for name in together)
         raise TopicLayoutError(
             f"these topics must have the same number of partitions (a worker owns partition p of "
-            f"each): {shown}"
+            f"each): {shown}. A topic a producer wrote to before any worker created it is auto-created "
+            f"by the broker with its default count: recreate it with MODELMON_TOPIC_PARTITIONS partitions"
+            f' (docs/deploy.md, "Scaling the workers")'
         )
     return partitions
-
-
-class TopicLayoutError(RuntimeError):
-    """Topics that must be co-partitioned have different partition counts."""
 
 
 @dataclass
@@ -99,10 +97,9 @@ def build_worker(settings: Settings) -> Worker:
         publish_reference=ReferenceTopicPublisher(settings),
         references_ready=lambda: catalog.caught_up,
         start_offsets=start_offsets,
-        partitions=partitions,
         producer=producer,
     )
-    register_alerting(app, settings, specs, start_offsets, partitions=partitions, producer=producer)
+    register_alerting(app, settings, specs, start_offsets, producer=producer)
     plane = DataPlane(
         settings,
         specs,

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
-from modelmon.admin import ensure_topics
+from modelmon.admin import TopicLayoutError, ensure_topics, topic_partitions
 from modelmon.settings import Settings
 from streams.app import StaleAssignment, write_partition
 
@@ -220,18 +220,34 @@ class StateStore(MutableMapping[str, Any]):
 
 
 def ensure_state_topics(settings: Settings, names: Iterable[str], partitions: int) -> None:
-    """The compacted changelog topics of the control plane's stores."""
+    """The compacted changelog topics of the control plane's stores, one partition per partition of the
+    topic their keys come from; a changelog with fewer partitions (created for another layout) is an
+    error that says so, not a write to a partition that does not exist later."""
     topics = [state_topic(settings, name) for name in names]
-    ensure_topics(settings.kafka_common(), topics, partitions=partitions,
-                  replication=settings.topic_replication, compacted=topics)  # fmt: skip
+    counts = ensure_topics(settings.kafka_common(), topics, partitions=partitions,
+                           replication=settings.topic_replication, compacted=topics)  # fmt: skip
+    short = {name: count for name, count in counts.items() if count < partitions}
+    if short:
+        shown = ", ".join(f"{name}: {count}" for name, count in sorted(short.items()))
+        raise TopicLayoutError(
+            f"state changelogs with fewer partitions than the {partitions} of the topic they are keyed by: "
+            f"{shown}; they were created for another partition count: delete them (the state they hold "
+            "is rebuilt as windows close again) or recreate the source topic with their count"
+        )
 
 
 class StateStores:
     """The stores keyed like one topic, restored and dropped with that topic's partitions in faust."""
 
-    def __init__(self, app: Any, settings: Settings, topic: str, names: Iterable[str], partitions: int,
-                 producer: Producer) -> None:  # fmt: skip
+    def __init__(
+        self, app: Any, settings: Settings, topic: str, names: Iterable[str], producer: Producer
+    ) -> None:
         self.topic = topic
+        # As many as the source topic really has: a producer may have auto-created an input with the
+        # broker's default count, and the metrics topic then differs from the inputs.
+        partitions = topic_partitions(settings.kafka_common(), [topic]).get(topic)
+        if partitions is None:
+            raise TopicLayoutError(f"topic {topic} does not exist: the worker creates it at start")
         self.stores = {name: StateStore(settings, name, partitions, producer=producer) for name in names}
         ensure_state_topics(settings, self.stores, partitions)
         self._restored = asyncio.Event()

@@ -49,7 +49,6 @@ def register_topology(
     publish_reference: Publish | None = None,
     references_ready: Callable[[], bool] = lambda: True,
     start_offsets: StartOf | None = None,
-    partitions: int,
     producer: Producer,
 ) -> Stage2:
     """Declare stage 2 (partials, keyed by model) on ``app``; stage 1 runs on the data plane.
@@ -63,7 +62,7 @@ def register_topology(
     metrics = app.topic(topics.monitor_metrics, **raw)
     dead = app.topic(topics.dead_letter, **raw)
     state = StateStores(app, settings, partials_topic_name(settings), ["closed-windows", "change-detectors"],
-                        partitions, producer)  # fmt: skip
+                        producer)  # fmt: skip
     closed_windows, change_detectors = state["closed-windows"], state["change-detectors"]
 
     limits = EventLimits.from_settings(settings)

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from modelmon.admin import TopicLayoutError, ensure_topics, topic_partitions
 from modelmon.app.broker import EmbeddedBroker
 from modelmon.settings import Settings
 from streams.app import StaleAssignment, changelog_partition_of
-from streams.state import StateStore, ensure_state_topics, state_producer
+from streams.state import StateStore, StateStores, ensure_state_topics, state_producer, state_topic
 from tests.workers import make_settings
 
 pytestmark = pytest.mark.integration
@@ -77,3 +78,37 @@ def test_writes_to_a_partition_not_held_are_refused_and_never_logged(
     other = StateStore(worker("b"), "closed-windows", 2, producer=producer)
     other.restore({0, 1})
     assert dict(other) == {"a": {"n": 1}, "b": {"n": 2}, "c": 3}
+
+
+class Signals:
+    """The two faust signals StateStores connects to (the stores are not run here)."""
+
+    def __init__(self) -> None:
+        self.on_partitions_revoked = self.on_partitions_assigned = self
+
+    def connect(self, handler: Any) -> Any:
+        return handler
+
+
+def test_changelogs_get_the_partition_count_of_their_source_topic_not_the_setting(
+    kafka_broker: EmbeddedBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    """A metrics topic with another count than MODELMON_TOPIC_PARTITIONS (inputs auto-created by a
+    producer before the worker) once gave the alert state 2 partitions for 3: `_UNKNOWN_PARTITION`."""
+    settings = make_settings(kafka_broker.bootstrap, topic_prefix, tmp_path, tmp_path, topic_partitions=2)
+    source = f"{topic_prefix}monitor-metrics"
+    ensure_topics(settings.kafka_common(), [source], partitions=3)
+    stores = StateStores(Signals(), settings, source, ["alert-rules"], state_producer(settings))
+    changelog = state_topic(settings, "alert-rules")
+    assert topic_partitions(settings.kafka_common(), [changelog]) == {changelog: 3}
+    store = stores["alert-rules"]
+    store.restore({2})
+    with changelog_partition_of(on(2)):
+        store["m"] = {"keys": {}}
+    asyncio.run(store.flush())  # delivered to partition 2 of the changelog
+
+    # A changelog left from another layout, with fewer partitions than its source: a clear error.
+    left = state_topic(settings, "retrain-policy")
+    ensure_topics(settings.kafka_common(), [left], partitions=1, compacted=[left])
+    with pytest.raises(TopicLayoutError, match=r"retrain-policy-state: 1; they were created for another"):
+        StateStores(Signals(), settings, source, ["retrain-policy"], state_producer(settings))

@@ -50,7 +50,7 @@ def explain(error: Exception, settings: Settings) -> str:
     from confluent_kafka import KafkaException
     from pydantic import ValidationError
 
-    from modelmon.admin import TopicAdminError
+    from modelmon.admin import TopicAdminError, TopicLayoutError
     from modelmon.app.broker import BrokerError
     from modelmon.app.producer import DeliveryError
     from modelmon.app.startup import StartupError
@@ -63,7 +63,8 @@ def explain(error: Exception, settings: Settings) -> str:
         )
         return f'invalid setting: {wrong} (docs/deploy.md, "Settings")'
     bootstrap, dsn = settings.kafka_bootstrap, describe(settings.clickhouse_dsn)
-    if isinstance(error, StartupError | ClickHouseError | NothingStored | BrokerError | DeliveryError):
+    own = StartupError | ClickHouseError | NothingStored | BrokerError | DeliveryError | TopicLayoutError
+    if isinstance(error, own):
         return str(error)
     if isinstance(error, KafkaException | TopicAdminError | BufferFullError):
         text = error.args[0].str() if isinstance(error, KafkaException) and error.args else reason(error)
