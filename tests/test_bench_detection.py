@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.bench_runs import REPO, run_bench
+
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_detection import Outcome  # noqa: E402
+from bench_detection import Outcome
 
 
 def test_outcome_splits_alarms_at_the_change_point() -> None:
@@ -28,16 +28,8 @@ def test_outcome_splits_alarms_at_the_change_point() -> None:
 
 def test_quick_bench_detects_the_injected_changes(tmp_path: Path) -> None:
     result = tmp_path / "detection.json"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "bench_detection.py"), "--quick", "--json", str(result)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=REPO,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "| rbf-switch" in proc.stdout and "reproduce: " in proc.stdout
+    stdout = run_bench("bench_detection.py", "--quick", "--json", result)
+    assert "| rbf-switch" in stdout and "reproduce: " in stdout
     data = json.loads(result.read_text())
     rows = {(row["case"], row["signal"]): row for row in data["summary"]}
     window = data["settings"]["window"]

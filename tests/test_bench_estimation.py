@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.bench_runs import run_bench
 
 
 def test_quick_bench_reports_the_estimation_table(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "bench_estimation.py"),
-            "--quick",
-            "--no-peers",
-            "--data-root",
-            str(tmp_path / "data"),
-            "--plot",
-            str(tmp_path / "accuracy.png"),
-            "--json",
-            str(tmp_path / "estimation.json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=REPO,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "| covariate | modelmon" in proc.stdout and "| concept   | modelmon" in proc.stdout
-    assert "NannyML: skipped: --no-peers" in proc.stdout
+    stdout = run_bench(
+        "bench_estimation.py", "--quick", "--no-peers", "--data-root", tmp_path / "data",
+        "--plot", tmp_path / "accuracy.png", "--json", tmp_path / "estimation.json",
+    )  # fmt: skip
+    assert "| covariate | modelmon" in stdout and "| concept   | modelmon" in stdout
+    assert "NannyML: skipped: --no-peers" in stdout
     assert (tmp_path / "accuracy.png").stat().st_size > 0
     record = json.loads((tmp_path / "estimation.json").read_text())
     covariate = record["summary"]["covariate/modelmon"]
