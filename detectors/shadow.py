@@ -155,7 +155,8 @@ def agreement(a: ShadowSample, b: ShadowSample) -> Agreement:
     """How often two versions' predictions agree on the requests sampled in both (module docstring).
 
     >>> a, b = ShadowSample(k=2), ShadowSample(k=2)
-    >>> a.update_batch(["r1", "r2", "r3"], ["x", "x", "x"]); b.update_batch(["r1", "r2", "r3"], ["x", "y", "x"])
+    >>> a.update_batch(["r1", "r2", "r3"], ["x", "x", "x"])
+    >>> b.update_batch(["r1", "r2", "r3"], ["x", "y", "x"])
     >>> agreement(a, b).matched, agreement(a, b).exact
     (2, False)
     """

@@ -66,4 +66,5 @@ def values_drift(
     if a.size == 0 or b.size == 0:
         return None
     result = ks_2samp(a, b)
-    return VersionDrift("ks", float(result.statistic), float(result.pvalue), int(a.size), int(b.size), threshold)
+    statistic, p_value = float(result.statistic), float(result.pvalue)
+    return VersionDrift("ks", statistic, p_value, int(a.size), int(b.size), threshold)
