@@ -8,8 +8,6 @@ Stage 2 compares two versions' samples of the same window (:mod:`streams.version
 
 from __future__ import annotations
 
-import numpy as np
-
 from detectors.labels import canonical_labels
 from detectors.shadow import ShadowSample
 from modelmon.spec import ModelSpec, Task
@@ -40,5 +38,5 @@ def fold_shadow(agg: ShadowSample | None, batch: PredictionColumns) -> None:
         agg.update_batch([ids[i] for i in rows], predictions)
         return
     text, valid = canonical_labels(label_array(predictions))
-    values = np.where(valid, text, None).tolist()
+    values = [str(t) if ok else None for t, ok in zip(text.tolist(), valid.tolist(), strict=True)]
     agg.update_batch([ids[i] for i in rows], values)

@@ -49,6 +49,7 @@ from streams.finalize import window_metrics
 from streams.partials import Fragment, FragmentAssembler, InvalidPartial, Partial, parse_message
 from streams.reference_id import ReferenceLookup, reference_id
 from streams.validation import InvalidEvent, dead_letter, processing_error
+from streams.version_pairs import version_pair_points
 from streams.window_key import window_id
 from streams.window_state import WindowState, WindowStates, expired_points, window_parts
 
@@ -340,6 +341,7 @@ class Stage2:
         held_by = next((p for p in parts if p.carriers()), None)
         change = self.change.feed(state.key, points) if self.change is not None and held_by else None
         points += change.points if change is not None else []
+        points += version_pair_points(self.windows, self.watermarks, state.key)  # docs/versions.md
         await publish_all(self.metrics_topic, [(p.model_id.encode(), model_to_json(p)) for p in points])
         state.emissions += 1
         for part in parts:
