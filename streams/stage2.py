@@ -23,7 +23,8 @@ Ready windows close in start order; at its close a window's series are fed to th
 detectors (``streams.change``, state in the ``change-detectors`` table, saved like
 ``closed-windows``) and their ``change_detected`` points are published with its metrics.
 
-What is held per window, and saved of a closed one, is :mod:`streams.window_state`.
+What is held per window, and saved of a closed one, is :mod:`streams.window_state`. Two versions of
+a model with the same window held are compared at each emission (:mod:`streams.version_pairs`).
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def version_pair_points(
         if this is None or other is None or this.task is not other.task:
             continue
         sides = {key.model_version: this, version: other}
-        early, late = sorted(sides, key=version_order)
+        early, late = sorted(sides, key=lambda v: (version_order(v), v))  # '01' and '1': by text
         points += pair_points(replace(key, model_version=late), early, sides[early], sides[late])
     return points
 
