@@ -5,10 +5,14 @@ Reads the per-window accuracy counts of both versions with the Versions dashboar
 compares them with ``detectors.versions`` per window and summed over the time range, and draws one
 picture: accuracy of A and B per window on top; below, the difference B - A per window with its
 95 % interval, and the accumulated difference with its interval as a band, the verdict in the title.
+Below the verdict, when stage 2 compared the versions window by window (``PAIR_SUMMARY``): the share
+of windows whose predictions drifted between the versions with the latest p-value, and the shadow
+agreement on shared requests over the range (weighted by the requests matched per window).
 """
 
 from __future__ import annotations
 
+import math
 import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,8 +25,8 @@ from matplotlib.ticker import PercentFormatter
 
 from dashboards.macros import expand
 from dashboards.runner import TimeRange, resolve_variables, run_sql
-from dashboards.versions import LEVEL, WINDOW_COUNTS, versions_dashboard
-from detectors.versions import ProportionComparison, accumulate, compare_proportions
+from dashboards.versions import LEVEL, PAIR_SUMMARY, WINDOW_COUNTS, versions_dashboard
+from detectors.versions import ProportionComparison, accumulate, compare_proportions, wilson
 
 CHAMPION, CHALLENGER, BAND = "#1f60c4", "#e0752d", "#8ab8ff"
 
@@ -35,11 +39,33 @@ class VersionComparison:
     windows: list[tuple[object, ProportionComparison]]  # (window start, that window's comparison)
     total: ProportionComparison | None  # None: no window with labels for both versions
     path: Path | None = None
+    pairs: tuple[float, ...] = ()  # PAIR_SUMMARY's row: drift windows, drifted share, latest p, ...
 
     def summary(self) -> str:
         if self.total is None:
-            return f"{self.model}: no window with labelled accuracy for both v{self.a} and v{self.b}"
-        return f"{self.model}: {self.total.verdict('accuracy', self.a, self.b)}"
+            head = f"{self.model}: no window with labelled accuracy for both v{self.a} and v{self.b}"
+        else:
+            head = f"{self.model}: {self.total.verdict('accuracy', self.a, self.b)}"
+        return "\n".join([head, *self.pair_lines()])
+
+    def pair_lines(self) -> list[str]:
+        """The version-pair lines: prediction drift between the versions, shadow agreement."""
+        if not self.pairs:
+            return []
+        drift_windows, drifted, latest, agreement_windows, matched, agreement = self.pairs
+        lines = []
+        if drift_windows:
+            lines.append(
+                f"  prediction drift v{self.b} vs v{self.a}: {drifted:.0%} of {drift_windows:.0f} windows "
+                f"drifted (p < 0.05), latest p = {latest:.3g}"
+            )
+        if agreement_windows and matched:
+            lower, upper = wilson(agreement * matched, matched, LEVEL)
+            lines.append(
+                f"  shadow agreement (same request_id): {agreement:.1%} of {matched:.0f} sampled requests "
+                f"over {agreement_windows:.0f} windows ({LEVEL:.0%} CI {lower:.1%} to {upper:.1%})"
+            )
+        return lines
 
 
 def compare_versions(client: Client, model: str, a: str, b: str, time_range: TimeRange) -> VersionComparison:
@@ -52,7 +78,10 @@ def compare_versions(client: Client, model: str, a: str, b: str, time_range: Tim
     counts = [(float(sa), float(na), float(sb), float(nb)) for _, sa, na, sb, nb in rows]
     windows = [(row[0], compare_proportions(*c, level=LEVEL)) for row, c in zip(rows, counts, strict=True)]
     total = accumulate(counts, level=LEVEL) if counts else None
-    return VersionComparison(model, a, b, windows, total)
+    summary = run_sql(client, expand(PAIR_SUMMARY, time_range.start, time_range.end, 1, variables)).rows
+    row = summary[0] if summary else ()
+    pairs = tuple(float(x) if x is not None and math.isfinite(float(x)) else 0.0 for x in row)
+    return VersionComparison(model, a, b, windows, total, pairs=pairs)
 
 
 def draw_comparison(comparison: VersionComparison) -> Figure:
@@ -74,7 +103,8 @@ def draw_comparison(comparison: VersionComparison) -> Figure:
     if total is not None:
         bottom.axhspan(total.lower, total.upper, color=BAND, alpha=0.4, label=f"summed: {LEVEL:.0%} interval")
         bottom.axhline(total.difference, color=CHAMPION, linewidth=1.6, label="summed: B - A")
-        bottom.set_title(textwrap.fill(total.verdict("accuracy", a, b), 105), loc="left", fontsize=9)
+        told = [total.verdict("accuracy", a, b), *(line.strip() for line in comparison.pair_lines())]
+        bottom.set_title("\n".join(textwrap.fill(t, 105) for t in told), loc="left", fontsize=9)
     bottom.axhline(0, color="black", linewidth=0.8)
     bottom.set_ylabel("B - A (percentage points)")
     bottom.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))

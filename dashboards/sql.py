@@ -77,7 +77,8 @@ VAR_SEGMENT = (
 )
 VAR_FEATURE = (
     f"SELECT DISTINCT feature FROM {POINTS} WHERE {STAGE2} AND model_id = '${{model}}' "
-    f"AND feature NOT IN ('', '{PREDICTION_FEATURE}') AND metric NOT IN ({names(m.FAIRNESS_METRICS)}) "
+    f"AND feature NOT IN ('', '{PREDICTION_FEATURE}') "
+    f"AND metric NOT IN ({names((*m.FAIRNESS_METRICS, *m.VERSION_METRICS))}) "
     "ORDER BY feature"
 )
 

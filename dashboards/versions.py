@@ -12,9 +12,10 @@ The other metrics are shown side by side with their difference and no test: prec
 are proportions of denominators the points do not store, F1, ROC AUC and the regression errors are
 not proportions.
 
-The prediction-drift panel shows each version's ``__prediction__`` drift against its *own*
-reference: a drift between the two versions' prediction distributions would need per-window
-prediction histograms, which are not stored (docs/versions.md).
+Stage 2 also compares the two versions window by window (``streams.version_pairs``): the p-value of
+"same prediction distribution" (``version_prediction_drift``) and the agreement on shared requests
+(``version_agreement``). Those points are stored under the later version of the pair with
+``feature = 'versus=<earlier>'``; ``_VERSUS`` selects them whichever of A and B sorts later.
 """
 
 from __future__ import annotations
@@ -121,6 +122,36 @@ PREDICTION_DRIFT_BY_VERSION = (
 )
 
 
+_VERSUS = (
+    f"{STAGE2} AND model_id = '${{model}}' AND segment = '' AND ("
+    f"(model_version = '${{challenger}}' AND feature = '{m.VERSUS_PREFIX}${{champion}}') OR "
+    f"(model_version = '${{champion}}' AND feature = '{m.VERSUS_PREFIX}${{challenger}}'))"
+)
+PAIR_DRIFT = (
+    "SELECT window_start AS time, 'p-value: same prediction distribution' AS series, max(value) AS value "
+    f"FROM {POINTS} WHERE {_VERSUS} AND metric = '{m.VERSION_PREDICTION_DRIFT}' GROUP BY time ORDER BY time"
+)
+AGREEMENT = (
+    "SELECT time, series, value FROM (SELECT window_start AS time, max(value) AS share, "
+    "max(JSONExtract(details, 'lower', 'Nullable(Float64)')) AS lower, "
+    "max(JSONExtract(details, 'upper', 'Nullable(Float64)')) AS upper "
+    f"FROM {POINTS} WHERE {_VERSUS} AND metric = '{m.VERSION_AGREEMENT}' GROUP BY time) "
+    "ARRAY JOIN ['agreement', 'interval lower', 'interval upper'] AS series, [share, lower, upper] AS value "
+    "ORDER BY time"
+)
+_DRIFT, _AGREE = f"metric = '{m.VERSION_PREDICTION_DRIFT}'", f"metric = '{m.VERSION_AGREEMENT}'"
+PAIR_SUMMARY = (
+    f"SELECT countIf({_DRIFT}) AS drift_windows, countIf({_DRIFT} AND is_drifted) / drift_windows "
+    f"AS drifted_share, argMaxIf(value, window_start, {_DRIFT}) AS latest_p_value, "
+    f"countIf({_AGREE}) AS agreement_windows, sumIf(pairs, {_AGREE}) AS matched, "
+    f"sumIf(same, {_AGREE}) / matched AS agreement "
+    "FROM (SELECT window_start, metric, value, JSONExtractBool(details, 'drifted') AS is_drifted, "
+    "JSONExtract(details, 'matched', 'Float64') AS pairs, JSONExtract(details, 'agreed', 'Float64') AS same "
+    f"FROM {POINTS} WHERE {_VERSUS} AND ({_DRIFT} OR {_AGREE}))"
+)
+"""Over the time range: windows compared, share drifted, latest p-value; agreement weighted by matched."""
+
+
 def versions_dashboard() -> Dashboard:
     panels = [
         table_panel(
@@ -171,8 +202,37 @@ def versions_dashboard() -> Dashboard:
             PREDICTION_DRIFT_BY_VERSION,
             decimals=3,
             key="versions_prediction_drift",
-            description="Not a drift between the versions: that would need per-window prediction "
-            "histograms, which are not stored.",
+            description="Each version against its own reference; the drift between the versions "
+            "is the panel below.",
+        ),
+        table_panel(
+            "Versions compared on the same windows: prediction drift and shadow agreement",
+            PAIR_SUMMARY,
+            width=24,
+            height=4,
+            key="versions_pair_summary",
+            description="Windows whose predictions of A and B were tested (chi-square of predicted "
+            "classes, KS of regression predictions), the share with p < 0.05, the latest p-value; "
+            "agreement on requests both served (same request_id tag), summed over the windows.",
+        ),
+        timeseries_panel(
+            "Prediction drift between A and B per window (p-value)",
+            PAIR_DRIFT,
+            decimals=3,
+            min=0,
+            max=1,
+            thresholds=[(None, "red"), (0.05, "green")],
+            key="versions_pair_drift",
+            description="Under 0.05: the two versions' predictions do not have one distribution.",
+        ),
+        timeseries_panel(
+            "Shadow agreement of A and B per window (same request_id), 95 % interval",
+            AGREEMENT,
+            unit=FRACTION,
+            max=1,
+            key="versions_agreement",
+            description="Share of sampled requests served by both versions on which they predict the "
+            "same (docs/versions.md).",
         ),
     ]
     return Dashboard(

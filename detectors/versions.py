@@ -30,6 +30,7 @@ visible in one window, it is after enough windows. The counts come from the stor
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -101,6 +102,16 @@ def compare_proportions(
     lower = difference - math.sqrt((p_b - lo_b) ** 2 + (hi_a - p_a) ** 2)
     upper = difference + math.sqrt((hi_b - p_b) ** 2 + (p_a - lo_a) ** 2)
     return ProportionComparison(p_a, p_b, round(n_a), round(n_b), difference, z, p_value, lower, upper, level)
+
+
+def version_order(version: str) -> tuple[tuple[int, int, str], ...]:
+    """Sort key of versions, numbers compared as numbers: the challenger of a pair sorts last.
+
+    >>> sorted(["10", "2", "1.10", "1.9", "b", "a"], key=version_order)
+    ['1.9', '1.10', '2', '10', 'a', 'b']
+    """
+    parts = re.split(r"(\d+)", version)
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p)
 
 
 def accumulate(

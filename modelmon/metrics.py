@@ -151,6 +151,26 @@ def fairness_group(attribute: str, group: str) -> str:
     return f"{attribute}={group}"
 
 
+# -- versions of one model compared (docs/versions.md) ---------------------------------------------
+# Published under the later version of a pair (``detectors.versions.version_order``) with
+# ``feature = "versus=<the other version>"``, segment ``''``.
+VERSION_PREDICTION_DRIFT = "version_prediction_drift"
+"""p-value of the test that both versions' predictions have one distribution (chi-square or KS)."""
+VERSION_AGREEMENT = "version_agreement"
+"""Share of sampled shared requests (same ``request_id`` tag) on which both versions predict the same."""
+VERSION_METRICS = (VERSION_PREDICTION_DRIFT, VERSION_AGREEMENT)
+VERSUS_PREFIX = "versus="
+
+
+def versus(version: str) -> str:
+    """The ``feature`` of a version-pair point published under the other version of the pair.
+
+    >>> versus("1")
+    'versus=1'
+    """
+    return f"{VERSUS_PREFIX}{version}"
+
+
 MODEL_METRICS = frozenset(
     {
         EVENTS,
@@ -177,7 +197,7 @@ MODEL_METRICS = frozenset(
 )
 """Names published with ``feature = ""``."""
 FEATURE_METRICS = frozenset(
-    {*FEATURE_FIDELITY_METRICS, *DRIFT_METRICS, DRIFTED, CHANGE_DETECTED, *FAIRNESS_METRICS}
+    {*FEATURE_FIDELITY_METRICS, *DRIFT_METRICS, DRIFTED, CHANGE_DETECTED, *FAIRNESS_METRICS, *VERSION_METRICS}
 )
 """Names published per feature (drift also for the model output, ``__prediction__``), and fairness
 per attribute or group (``feature`` = ``<attribute>`` or ``<attribute>=<group>``)."""

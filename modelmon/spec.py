@@ -256,6 +256,11 @@ class ModelSpec(_Spec):
     )
     fairness: FairnessSpec | None = Field(default=None, description="Sensitive attributes: fairness.md")
     _fairness = field_validator("fairness")(check_fairness)
+    shadow_sample_size: int = Field(
+        default=512,
+        ge=0,
+        description="Requests sampled per window for shadow agreement (0: off): versions.md",
+    )
 
     @field_validator("max_event_age")
     @classmethod

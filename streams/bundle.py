@@ -43,6 +43,7 @@ from streams.columns import (
 )
 from streams.exact_sums import binary_log_loss_sum, class_log_loss_sum, with_exact_moments
 from streams.fairness import FairnessAggregate, fairness_aggregate, fold_pairs, fold_predictions
+from streams.shadow import ShadowSample, fold_shadow, shadow_sample
 from streams.window_key import BundleKey
 
 FORMAT_VERSION = 1
@@ -80,17 +81,13 @@ class WindowBundle:
 
     Read access for stage 2: ``events``, ``labels``, ``features`` (name → aggregate),
     ``prediction_values``, ``prediction_classes``, ``fidelity`` (durations in milliseconds),
-    ``confusion``, ``scores``, ``regression`` and ``estimation`` (score bins of every prediction).
+    ``confusion``, ``scores``, ``regression``, ``estimation`` (score bins of every prediction), ``shadow``.
     """
 
     def __init__(self, key: BundleKey, task: Task, positive_class: str) -> None:
         self.key, self.task, self.positive_class = key, task, positive_class
-        self.events = 0
-        self.labels = 0
-        self.late_events = 0
-        self.label_missing = 0
-        """Predictions of this window evicted from a full join state before their label came."""
-        """Predictions folded in after their partition's watermark passed window end + allowed lateness."""
+        self.events = self.labels = self.late_events = self.label_missing = 0
+        """late_events: folded after the watermark passed end + lateness; label_missing: evicted unlabelled"""
         self._features: dict[str, WindowAggregate] = {}
         self._moments: dict[str, tuple[Fraction, Fraction]] = {}
         self._values: NumericAggregate | None = None
@@ -106,6 +103,7 @@ class WindowBundle:
         self.estimation: ScoreBins | None = None
         """Score bins of all predictions, labelled or not (classifiers; ``detectors.scored``)."""
         self.fairness: FairnessAggregate | None = None  # group counts (spec.fairness; streams.fairness)
+        self.shadow: ShadowSample | None = None  # predictions by request id (streams.shadow)
 
     @classmethod
     def empty(
@@ -133,7 +131,7 @@ class WindowBundle:
             positive = spec.positive_class if spec.task is Task.BINARY else None
             bundle._scores = ScoreHistogramAggregate(pos_label=positive)
             bundle.estimation = ScoreBins.empty(estimation_classes(spec) or ())
-        bundle.fairness = fairness_aggregate(spec)
+        bundle.fairness, bundle.shadow = fairness_aggregate(spec), shadow_sample(spec)
         return bundle
 
     # -- read access ---------------------------------------------------------------------------
@@ -221,6 +219,7 @@ class WindowBundle:
                     class_scores=batch.class_scores,
                 )  # fmt: skip
         fold_predictions(self.fairness, batch, spec)
+        fold_shadow(self.shadow, batch)
         self.events += n
 
     def add_labels(self, pairs: Sequence[JoinedPair], spec: ModelSpec) -> None:
@@ -280,9 +279,7 @@ class WindowBundle:
             out._values = _merged(self._values, other._values)
             out.prediction_classes = _merged(self.prediction_classes, other.prediction_classes)
         except ValueError as error:
-            raise ValueError(
-                f"{self.key}: bundles built on different references cannot merge: {error}"
-            ) from None
+            raise ValueError(f"{self.key}: bundles on different references cannot merge: {error}") from None
         for name in set(self._moments) | set(other._moments):
             (t1, s1), (t2, s2) = (b._sums(name) for b in (self, other))
             out._moments[name] = (t1 + t2, s1 + s2)
@@ -317,6 +314,7 @@ class WindowBundle:
         out._regression = _merged(self._regression, other._regression)
         out.estimation = _merged(self.estimation, other.estimation)
         out.fairness = _merged(self.fairness, other.fairness)
+        out.shadow = _merged(self.shadow, other.shadow)
 
     def to_dict(self) -> dict[str, Any]:
         """Strict JSON (no NaN or infinity); equal for equal contents, however they were batched."""
@@ -347,6 +345,7 @@ class WindowBundle:
             "regression": _to_dict(self._regression),
             "estimation": None if self.estimation is None else self.estimation.to_dict(),
             "fairness": _to_dict(self.fairness),
+            "shadow": _to_dict(self.shadow),
         }
 
     @classmethod
@@ -355,8 +354,8 @@ class WindowBundle:
             raise ValueError(f"unsupported bundle format {data.get('version')!r}; expected {FORMAT_VERSION}")
         bundle = cls(BundleKey(**data["key"]), Task(data["task"]), str(data["positive_class"]))
         bundle.events, bundle.labels = int(data["events"]), int(data["labels"])
-        bundle.late_events = int(data.get("late_events", 0))
-        bundle.label_missing = int(data.get("label_missing", 0))
+        for count in ("late_events", "label_missing"):  # absent in older partials
+            setattr(bundle, count, int(data.get(count, 0)))
 
         def numeric(slot: str, item: dict[str, Any]) -> NumericAggregate:
             bundle._moments[slot] = (Fraction(item["exact_sum"]), Fraction(item["exact_sum_sq"]))
@@ -377,6 +376,7 @@ class WindowBundle:
         if data.get("estimation") is not None:  # partials written before estimation have none
             bundle.estimation = ScoreBins.from_dict(data["estimation"])
         bundle.fairness = _from_dict(FairnessAggregate, data.get("fairness"))  # None in older partials
+        bundle.shadow = _from_dict(ShadowSample, data.get("shadow"))
         # The dict holds the exact, batch-independent log-loss sum (see to_dict): it is the state.
         if bundle._scores is not None:
             bundle._log_loss = Fraction(data["scores"]["log_loss_sum"])

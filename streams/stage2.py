@@ -23,7 +23,8 @@ Ready windows close in start order; at its close a window's series are fed to th
 detectors (``streams.change``, state in the ``change-detectors`` table, saved like
 ``closed-windows``) and their ``change_detected`` points are published with its metrics.
 
-What is held per window, and saved of a closed one, is :mod:`streams.window_state`.
+What is held per window, and saved of a closed one, is :mod:`streams.window_state`. Two versions of
+a model with the same window held are compared at each emission (:mod:`streams.version_pairs`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from streams.finalize import window_metrics
 from streams.partials import Fragment, FragmentAssembler, InvalidPartial, Partial, parse_message
 from streams.reference_id import ReferenceLookup, reference_id
 from streams.validation import InvalidEvent, dead_letter, processing_error
+from streams.version_pairs import version_pair_points
 from streams.window_key import window_id
 from streams.window_state import WindowState, WindowStates, expired_points, window_parts
 
@@ -340,6 +342,7 @@ class Stage2:
         held_by = next((p for p in parts if p.carriers()), None)
         change = self.change.feed(state.key, points) if self.change is not None and held_by else None
         points += change.points if change is not None else []
+        points += version_pair_points(self.windows, self.watermarks, state.key)  # docs/versions.md
         await publish_all(self.metrics_topic, [(p.model_id.encode(), model_to_json(p)) for p in points])
         state.emissions += 1
         for part in parts:

@@ -179,7 +179,7 @@ def seed(client: Client, *, now: datetime | None = None) -> Seeded:
     now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
     start = now - WINDOWS * WINDOW
     points = [p for model in MODELS for p in _model_points(model, start)]
-    points += _fairness_points(start)
+    points += _fairness_points(start) + _version_pair_points(start)
     events: list[object] = [*points, *_alerts(start)]
     events.append(
         RetrainRequested(
@@ -245,4 +245,23 @@ def _fairness_points(start: datetime) -> list[MetricPoint]:
                 "equal_opportunity_difference": 0.02, "equalized_odds_difference": 0.02}  # fmt: skip
         for metric, value in gaps.items():
             points.append(MetricPoint(**key, metric=metric, feature="tag:region", value=value))
+    return points
+
+
+# -- versions compared per window (streams.version_pairs): under version 2, versus 1 ----------------
+def _version_pair_points(start: datetime) -> list[MetricPoint]:
+    """Windows where both versions run: p-value falling under 0.05 from the 9th window, agreement 0.9."""
+    points = []
+    for model in MODELS:
+        for w in range(WINDOWS // 2, WINDOWS):
+            key: dict[str, Any] = {"model_id": model, "model_version": "2", "segment": "", "source": "stage2"}
+            key |= {"revision": 1, "feature": "versus=1", "window_start": start + w * WINDOW}
+            key["window_end"] = start + (w + 1) * WINDOW
+            p_value = 0.5 / 2 ** (w - WINDOWS // 2)
+            points.append(MetricPoint(**key, metric="version_prediction_drift", value=p_value, details={
+                "method": "chi_square", "p_value": p_value, "threshold": 0.05, "drifted": p_value < 0.05,
+            }))  # fmt: skip
+            points.append(MetricPoint(**key, metric="version_agreement", value=0.9, details={
+                "matched": 200, "agreed": 180, "lower": 0.85, "upper": 0.93, "exact": False,
+            }))  # fmt: skip
     return points

@@ -46,6 +46,18 @@ def _seed(client: Any, now: datetime) -> dict[str, list[tuple[int, int, int, int
                     MetricPoint(**key, metric="accuracy", value=right / LABELS, details={"n": LABELS})
                 )
                 points.append(MetricPoint(**key, metric="labels", value=float(LABELS)))
+            if model == "ab-better":  # stage 2's pair points, under v2 versus v1 (streams.version_pairs)
+                pair = {**key, "model_version": "2", "feature": "versus=1"}
+                p_value = 0.01 if w % 4 == 0 else 0.4  # drifted in 5 of 20 windows; the last: 0.4
+                drift = {"p_value": p_value, "threshold": 0.05, "drifted": p_value < 0.05}
+                points.append(
+                    MetricPoint(**pair, metric="version_prediction_drift", value=p_value, details=drift)
+                )
+                matched, agreed = 100 + 10 * w, 90 + 5 * w  # weighted: 2750 / 3900
+                share = {"matched": matched, "agreed": agreed}
+                points.append(
+                    MetricPoint(**pair, metric="version_agreement", value=agreed / matched, details=share)
+                )
     ClickHouseWriter(client).write(points)  # type: ignore[arg-type]
     return counts
 
@@ -79,6 +91,25 @@ def test_sql_python_and_verdicts_agree(clickhouse: Any) -> None:
         assert row["verdict"] == ("B better" if significant else "no significant difference")
     with pytest.raises(LookupError):
         compare_versions(clickhouse, "ab-better", "1", "7", time_range)
+
+
+def test_pair_lines_read_the_stored_version_pair_points(clickhouse: Any) -> None:
+    now = datetime.now(UTC)
+    _seed(clickhouse, now)
+    time_range = TimeRange(now - timedelta(hours=1), now + timedelta(minutes=5))
+    result = compare_versions(clickhouse, "ab-better", "1", "2", time_range)
+    drift_windows, drifted, latest, agreement_windows, matched, agreement = result.pairs
+    assert (drift_windows, drifted, latest) == (WINDOWS, 0.25, 0.4)
+    matched_total = sum(100 + 10 * w for w in range(WINDOWS))
+    assert (agreement_windows, matched) == (WINDOWS, matched_total)
+    assert agreement == pytest.approx(sum(90 + 5 * w for w in range(WINDOWS)) / matched_total, abs=1e-12)
+    lines = result.summary().splitlines()
+    assert lines[1] == "  prediction drift v2 vs v1: 25% of 20 windows drifted (p < 0.05), latest p = 0.4"
+    assert lines[2].startswith("  shadow agreement (same request_id): 70.5% of 3900 sampled requests over 20")
+    # the same figures whichever version is called A: the points are found under the later one
+    swapped = compare_versions(clickhouse, "ab-better", "2", "1", time_range)
+    assert swapped.pairs == result.pairs
+    assert compare_versions(clickhouse, "ab-same", "1", "2", time_range).pair_lines() == []
 
 
 def test_report_compare_command(clickhouse: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -69,6 +69,11 @@ def _fidelity_factory() -> Aggregate:
     return FidelityAggregate()
 
 
+def _shadow_batch(rng: np.random.Generator, n: int) -> tuple[Any, ...]:
+    ids = [None if i < 2 else f"r{i}" for i in rng.integers(0, 40, n)]
+    return ids, rng.choice(np.array(["a", "b", "c"]), n).tolist()
+
+
 def _by_kind(name: str) -> Callable[..., Aggregate]:
     return registered_aggregates()[name]
 
@@ -117,6 +122,10 @@ AGGREGATE_FIXTURES: dict[str, AggregateFixture] = {
             ),
             {},
         ),
+    ),
+    "shadow_sample": (  # request ids repeat across batches (and some are missing): ties by value
+        lambda: _by_kind("shadow_sample")(k=8),
+        lambda rng: (_shadow_batch(rng, int(rng.integers(1, 30))), {}),
     ),
 }
 
