@@ -224,7 +224,8 @@ def test_demo_drift_fires_and_resolves_concept_drift_fires_and_requests_retraini
         if e["rule"] != "feature-drift":
             tag, value = hit_segment(SPECS[e["model_id"]]) or ("", "")
             assert "moved: " in e["message"] and f"worst segment {tag}={value}" in e["message"], e
-            assert set(drift_features(SPECS[e["model_id"]])) & set(e["message"].split("moved: ")[1].split()), e
+            named = set(e["message"].split("moved: ")[1].split())
+            assert set(drift_features(SPECS[e["model_id"]])) & named, e
     assert all(e["fired_window_start"] >= concept_start for e in episodes if e["rule"] != "feature-drift")
     requests = {r["model_id"]: r for r in summary["retrain_requests"]}
     assert set(requests) == set(SPECS)
