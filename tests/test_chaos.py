@@ -26,7 +26,9 @@ pytestmark = [
     ),
 ]
 
-#: Scenarios that fail because of a known bug outside the harness; the assertions still run.
+#: Scenarios that fail because of a known bug outside the harness. They are not run here: a test that
+#: may fail or pass (a non-strict xfail) asserts nothing, and this one took 80 s of every CI run.
+#: `make chaos` still runs them and reports their outcome.
 KNOWN_FAILURES = {
     # Seen in some runs, not all (docs/operations.md, "Known gaps"): noida-db 0.2.3 can come back
     # without the last messages it acknowledged before a SIGTERM; no client can send those again.
@@ -38,7 +40,7 @@ def scenario_params() -> list[object]:
     params: list[object] = []
     for name in SCENARIOS:
         known = KNOWN_FAILURES.get(name)
-        marks = [pytest.mark.xfail(reason=known, strict=False)] if known else []
+        marks = [pytest.mark.skip(reason=f"known failure: {known}; run by `make chaos`")] if known else []
         params.append(pytest.param(name, marks=marks, id=name))
     return params
 
