@@ -277,8 +277,9 @@ def versions_dashboard() -> Dashboard:
     return Dashboard(
         "modelmon-versions",
         "modelmon / Versions",
-        "Champion (A) against challenger (B) of one model on the same windows: accuracy as two "
-        "proportions with a significance test, the other metrics side by side (docs/versions.md).",
+        "Champion (A) against challenger (B) of one model on the same windows: accuracy (and binary "
+        "precision and recall) as two proportions with a significance test, the other metrics side by "
+        "side (docs/versions.md).",
         panels,
         variables=[
             Variable(
