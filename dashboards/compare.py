@@ -2,8 +2,10 @@
 
 Reads the per-window accuracy counts of both versions with the Versions dashboard's own SQL
 (``dashboards.versions.WINDOW_COUNTS``, the whole model, the windows both versions have labels in),
-compares them with ``detectors.versions`` per window and summed over the time range, and draws one
-picture: accuracy of A and B per window on top; below, the difference B - A per window with its
+compares them with ``detectors.versions`` per window and summed over the time range; binary precision
+and recall likewise, summed over the windows where both versions stored the denominator
+(``RATE_COUNTS``; a verdict line each, or "not tested" with the reason). One picture:
+accuracy of A and B per window on top; below, the difference B - A per window with its
 95 % interval, and the accumulated difference with its interval as a band, the verdict in the title.
 Below the verdict, when stage 2 compared the versions window by window (``PAIR_SUMMARY``): the share
 of windows whose predictions drifted between the versions with the latest p-value, and the shadow
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from clickhouse_connect.driver.client import Client
@@ -25,8 +29,17 @@ from matplotlib.ticker import PercentFormatter
 
 from dashboards.macros import expand
 from dashboards.runner import TimeRange, resolve_variables, run_sql
-from dashboards.versions import LEVEL, PAIR_SUMMARY, WINDOW_COUNTS, versions_dashboard
+from dashboards.versions import (
+    LEVEL,
+    PAIR_SUMMARY,
+    RATE_COUNTS,
+    RATE_DENOMINATORS,
+    RATE_METRICS,
+    WINDOW_COUNTS,
+    versions_dashboard,
+)
 from detectors.versions import ProportionComparison, accumulate, compare_proportions, wilson
+from modelmon.metrics import ACCURACY
 
 CHAMPION, CHALLENGER, BAND = "#1f60c4", "#e0752d", "#8ab8ff"
 
@@ -40,13 +53,23 @@ class VersionComparison:
     total: ProportionComparison | None  # None: no window with labels for both versions
     path: Path | None = None
     pairs: tuple[float, ...] = ()  # PAIR_SUMMARY's row: drift windows, drifted share, latest p, ...
+    rates: tuple[tuple[str, ProportionComparison | str], ...] = ()  # precision, recall: test or why not
 
     def summary(self) -> str:
         if self.total is None:
             head = f"{self.model}: no window with labelled accuracy for both v{self.a} and v{self.b}"
         else:
-            head = f"{self.model}: {self.total.verdict('accuracy', self.a, self.b)}"
-        return "\n".join([head, *self.pair_lines()])
+            head = f"{self.model}: {self.total.verdict(ACCURACY, self.a, self.b)}"
+        return "\n".join([head, *self.rate_lines(), *self.pair_lines()])
+
+    def rate_lines(self) -> list[str]:
+        """One line per tested proportion besides accuracy (binary precision, recall), or why not."""
+        return [
+            f"  {metric}: {result}"
+            if isinstance(result, str)
+            else f"  {result.verdict(metric, self.a, self.b)}"
+            for metric, result in self.rates
+        ]
 
     def pair_lines(self) -> list[str]:
         """The version-pair lines: prediction drift between the versions, shadow agreement."""
@@ -81,7 +104,39 @@ def compare_versions(client: Client, model: str, a: str, b: str, time_range: Tim
     summary = run_sql(client, expand(PAIR_SUMMARY, time_range.start, time_range.end, 1, variables)).rows
     row = summary[0] if summary else ()
     pairs = tuple(float(x) if x is not None and math.isfinite(float(x)) else 0.0 for x in row)
-    return VersionComparison(model, a, b, windows, total, pairs=pairs)
+    return VersionComparison(
+        model, a, b, windows, total, pairs=pairs, rates=_rates(client, time_range, variables)
+    )
+
+
+def _rates(
+    client: Client, time_range: TimeRange, variables: Mapping[str, str | Sequence[str]]
+) -> tuple[tuple[str, ProportionComparison | str], ...]:
+    """Binary precision and recall of B against A summed over the windows with denominators; a metric
+    whose points carry none says why it is not tested; a metric without points is left out."""
+
+    def rows(sql: str) -> list[tuple[Any, ...]]:
+        return run_sql(client, expand(sql, time_range.start, time_range.end, 1, variables)).rows
+
+    counts = rows(RATE_COUNTS)
+    stored = {
+        str(metric): (float(without), float(macro)) for metric, _, without, macro in rows(RATE_DENOMINATORS)
+    }
+    out: list[tuple[str, ProportionComparison | str]] = []
+    for metric in RATE_METRICS:
+        windows = [
+            (float(sa), float(na), float(sb), float(nb))
+            for _, name, sa, na, sb, nb in counts
+            if name == metric
+        ]
+        without, macro = stored.get(metric, (0.0, 0.0))
+        if windows:
+            out.append((metric, accumulate(windows, level=LEVEL)))
+        elif without:
+            out.append((metric, "not tested: no denominator stored"))
+        elif macro:
+            out.append((metric, "not tested: macro-averaged over classes, not one proportion"))
+    return tuple(out)
 
 
 def draw_comparison(comparison: VersionComparison) -> Figure:
@@ -103,7 +158,8 @@ def draw_comparison(comparison: VersionComparison) -> Figure:
     if total is not None:
         bottom.axhspan(total.lower, total.upper, color=BAND, alpha=0.4, label=f"summed: {LEVEL:.0%} interval")
         bottom.axhline(total.difference, color=CHAMPION, linewidth=1.6, label="summed: B - A")
-        told = [total.verdict("accuracy", a, b), *(line.strip() for line in comparison.pair_lines())]
+        lines = [*comparison.rate_lines(), *comparison.pair_lines()]
+        told = [total.verdict(ACCURACY, a, b), *(line.strip() for line in lines)]
         bottom.set_title("\n".join(textwrap.fill(t, 105) for t in told), loc="left", fontsize=9)
     bottom.axhline(0, color="black", linewidth=0.8)
     bottom.set_ylabel("B - A (percentage points)")

@@ -62,6 +62,7 @@ class Picture:
     title: str
     path: Path | None  # None: the panel had no rows for this model
     rows: int
+    caption: str = ""  # shown under the picture as is (the verdict lines of --compare)
 
 
 def window_span(client: Client, model: str, time_range: TimeRange) -> Span | None:
@@ -167,10 +168,14 @@ def _html(pictures: Sequence[Picture], models: Sequence[str], time_range: TimeRa
             data = base64.b64encode(picture.path.read_bytes()).decode("ascii")
             parts.append(
                 f"<figure><img alt='{html.escape(model)}: {html.escape(picture.title)}' "
-                f"src='data:image/png;base64,{data}'></figure>"
+                f"src='data:image/png;base64,{data}'>{_caption(picture.caption)}</figure>"
             )
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _caption(text: str) -> str:
+    return f"<figcaption><pre>{html.escape(text)}</pre></figcaption>" if text else ""
 
 
 def models_with_data(

@@ -8,9 +8,10 @@ Accuracy is compared as two proportions (``detectors.versions``): per window the
 ``details.n``). The SQL computes the same statistics as ``detectors.versions.compare_proportions``
 (pooled two-proportion z-test, two-sided p-value, Newcombe hybrid score interval at 95 %), per
 window and summed over the windows of the time range; the tests check both against each other.
-The other metrics are shown side by side with their difference and no test: precision and recall
-are proportions of denominators the points do not store, F1, ROC AUC and the regression errors are
-not proportions.
+Binary precision and recall are tested the same way with their own denominators (``details.denominator``:
+predicted positives, actual positives; ``RATES_ACCUMULATED``). The other metrics are shown side by
+side with their difference and no test: F1, ROC AUC, log loss, macro-averaged precision and recall
+and the regression errors are not one proportion of one denominator.
 
 Stage 2 also compares the two versions window by window (``streams.version_pairs``): the p-value of
 "same prediction distribution" (``version_prediction_drift``) and the agreement on shared requests
@@ -45,17 +46,28 @@ _PAIR = (
     f"{STAGE2} AND model_id = '${{model}}' AND model_version IN ('${{champion}}', '${{challenger}}') "
     "AND segment = '' AND feature = ''"
 )
-_N = "JSONExtract(details, 'n', 'Nullable(Float64)')"
-WINDOW_COUNTS = (
-    "SELECT window_start AS time, "
-    "sumIf(successes, model_version = '${champion}') AS sa, sumIf(n, model_version = '${champion}') AS na, "
-    "sumIf(successes, model_version = '${challenger}') AS sb, "
-    "sumIf(n, model_version = '${challenger}') AS nb "
-    f"FROM (SELECT window_start, model_version, {_N} AS n, round(value * n) AS successes FROM {POINTS} "
-    f"WHERE {_PAIR} AND metric = '{m.ACCURACY}' AND n > 0) "
-    "GROUP BY time HAVING na > 0 AND nb > 0 ORDER BY time"
-)
+
+
+def _window_counts(metrics: tuple[str, ...], denominator: str) -> str:
+    """Per window and metric where both versions have a denominator: successes and n of A and B."""
+    n = f"JSONExtract(details, '{denominator}', 'Nullable(Float64)')"
+    return (
+        "SELECT window_start AS time, metric, "
+        "sumIf(successes, model_version = '${champion}') AS sa, "
+        "sumIf(n, model_version = '${champion}') AS na, "
+        "sumIf(successes, model_version = '${challenger}') AS sb, "
+        "sumIf(n, model_version = '${challenger}') AS nb "
+        f"FROM (SELECT window_start, model_version, metric, {n} AS n, round(value * n) AS successes "
+        f"FROM {POINTS} WHERE {_PAIR} AND metric IN ({names(metrics)}) AND n > 0) "
+        "GROUP BY time, metric HAVING na > 0 AND nb > 0"
+    )
+
+
+WINDOW_COUNTS = f"SELECT time, sa, na, sb, nb FROM ({_window_counts((m.ACCURACY,), 'n')}) ORDER BY time"
 """Per window where both versions have labels: accuracy successes and n of A (champion) and B."""
+RATE_METRICS = (m.PRECISION, m.RECALL)
+RATE_COUNTS = f"SELECT * FROM ({_window_counts(RATE_METRICS, 'denominator')}) ORDER BY metric, time"
+"""Per window and metric (binary precision, recall) where both versions stored the denominator."""
 
 
 def _wilson(p: str, n: str, bound: str) -> str:
@@ -91,15 +103,31 @@ P_VALUE_PER_WINDOW = (
     f"SELECT time, 'p-value (one window)' AS series, p_value AS value FROM ("
     f"SELECT time, {COMPARISON} FROM ({WINDOW_COUNTS})) ORDER BY time"
 )
+_VERDICT = (
+    f"if(p_value < {1 - LEVEL!r}, if(difference > 0, 'B better', 'B worse'), 'no significant difference') "
+    "AS verdict"
+)
+_SUMS = "count() AS windows, sum(sa) AS sa, sum(na) AS na, sum(sb) AS sb, sum(nb) AS nb"
 ACCUMULATED = (
     "SELECT windows, na AS n_a, nb AS n_b, pa AS accuracy_a, pb AS accuracy_b, difference, lower, upper, "
-    f"z, p_value, if(p_value < {1 - LEVEL!r}, if(difference > 0, 'B better', 'B worse'), "
-    "'no significant difference') AS verdict FROM ("
-    f"SELECT windows, sa, na, sb, nb, {COMPARISON} FROM ("
-    f"SELECT count() AS windows, sum(sa) AS sa, sum(na) AS na, sum(sb) AS sb, sum(nb) AS nb "
-    f"FROM ({WINDOW_COUNTS})))"
+    f"z, p_value, {_VERDICT} FROM (SELECT windows, sa, na, sb, nb, {COMPARISON} FROM ("
+    f"SELECT {_SUMS} FROM ({WINDOW_COUNTS})))"
 )
 """The counts of every window of the time range summed, then compared: the verdict."""
+RATES_ACCUMULATED = (
+    "SELECT metric, windows, na AS n_a, nb AS n_b, pa AS A_champion, pb AS B_challenger, difference, "
+    f"lower, upper, z, p_value, {_VERDICT} FROM (SELECT metric, windows, sa, na, sb, nb, {COMPARISON} "
+    f"FROM (SELECT metric, {_SUMS} FROM ({RATE_COUNTS}) GROUP BY metric)) ORDER BY metric"
+)
+"""As ``ACCUMULATED``, one row per metric: binary precision and recall, of their own denominators."""
+RATE_DENOMINATORS = (
+    "SELECT metric, countIf(has_denominator) AS with_denominator, "
+    "countIf(average != 'macro' AND NOT has_denominator) AS without_denominator, "
+    "countIf(average = 'macro') AS macro FROM (SELECT metric, JSONHas(details, 'denominator') "
+    "AS has_denominator, JSONExtractString(details, 'average') AS average "
+    f"FROM {POINTS} WHERE {_PAIR} AND metric IN ({names(RATE_METRICS)})) GROUP BY metric"
+)
+"""Precision and recall points of A and B with and without a stored denominator, and macro ones."""
 
 SIDE_BY_SIDE_METRICS = (m.EVENTS, m.LABELS, *m.CLASSIFICATION_METRICS, *m.REGRESSION_METRICS)
 SIDE_BY_SIDE = (
@@ -164,6 +192,17 @@ def versions_dashboard() -> Dashboard:
             description="Correct predictions and labelled events of every window both versions share, "
             "summed, then compared as two proportions: difference B - A, its 95 % interval (Newcombe), "
             "z and two-sided p-value of the pooled two-proportion z-test. Assumes independent events.",
+        ),
+        table_panel(
+            "Precision and recall (binary), B against A over the time range (pooled z-test, Newcombe 95 %)",
+            RATES_ACCUMULATED,
+            width=24,
+            height=4,
+            task="classification",
+            key="versions_rates_accumulated",
+            description="As the accuracy table, for binary precision (of the predicted positives) and "
+            "recall (of the actual positives). Points stored without their denominator (before it was "
+            "recorded) and macro-averaged multiclass ones are not tested.",
         ),
         timeseries_panel(
             "Accuracy per window: A and B",
@@ -238,8 +277,9 @@ def versions_dashboard() -> Dashboard:
     return Dashboard(
         "modelmon-versions",
         "modelmon / Versions",
-        "Champion (A) against challenger (B) of one model on the same windows: accuracy as two "
-        "proportions with a significance test, the other metrics side by side (docs/versions.md).",
+        "Champion (A) against challenger (B) of one model on the same windows: accuracy (and binary "
+        "precision and recall) as two proportions with a significance test, the other metrics side by "
+        "side (docs/versions.md).",
         panels,
         variables=[
             Variable(

@@ -27,6 +27,7 @@ __all__ = [
     "ScoreHistogramAggregate",
     "classification",
     "classification_from",
+    "positive_counts",
     "regression",
     "regression_from",
 ]
@@ -81,6 +82,22 @@ def _threshold_metrics(cm: ConfusionMatrixAggregate, average: str, pos_label: st
     for name, per_class in (("precision", precision), ("recall", recall), ("f1", f1)):
         result[name] = Metric(float(per_class.mean()))
     return result
+
+
+def positive_counts(cm: ConfusionMatrixAggregate, pos_label: Any = "1") -> tuple[int, int]:
+    """Predicted positives (TP + FP) and actual positives (TP + FN): the denominators of binary
+    precision and recall.
+
+    >>> cm = ConfusionMatrixAggregate()
+    >>> cm.update_batch(np.array([1, 0, 1, 1, 0]), np.array([1, 1, 0, 1, 0]))
+    >>> positive_counts(cm)
+    (3, 3)
+    """
+    pos = _positive(pos_label)
+    if pos not in cm.labels:
+        return 0, 0
+    i = cm.labels.index(pos)
+    return int(cm.counts[:, i].sum()), int(cm.counts[i, :].sum())
 
 
 def _rank_auc(scores: np.ndarray, is_positive: np.ndarray) -> float | None:

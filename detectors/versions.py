@@ -22,6 +22,11 @@ version) and compares the totals: with a few hundred labels per window a 3-point
 visible in one window, it is after enough windows. The counts come from the stored points:
 ``successes = round(accuracy * n)`` with ``n`` the labelled events the accuracy was computed on.
 
+``compare_rates(windows)`` does the same from stored ``(value, denominator)`` pairs of any single
+proportion: accuracy (denominator ``n``), binary precision (predicted positives, TP + FP) and binary
+recall (actual positives, TP + FN). F1, ROC AUC, log loss and macro-averaged precision or recall are
+not one proportion of one denominator, so they get no test.
+
 >>> c = compare_proportions(56, 70, 48, 80)
 >>> round(c.difference, 4), round(c.lower, 4), round(c.upper, 4)
 (-0.2, -0.3339, -0.0524)
@@ -124,3 +129,30 @@ def accumulate(
         sa, na, sb, nb = sa + window_sa, na + window_na, sb + window_sb, nb + window_nb
         count += 1
     return replace(compare_proportions(sa, na, sb, nb, level), windows=count)
+
+
+def rate_counts(value: float, denominator: float) -> tuple[float, float]:
+    """``(successes, n)`` of a stored proportion: ``successes = round(value * denominator)``.
+
+    >>> rate_counts(0.7, 130)  # a recall of 91 found among 130 actual positives
+    (91, 130)
+    """
+    if not (math.isfinite(value) and math.isfinite(denominator)) or denominator < 0 or not 0 <= value <= 1:
+        raise ValueError(f"not a proportion of a count: value {value}, denominator {denominator}")
+    return round(value * denominator), round(denominator)
+
+
+def compare_rates(
+    windows: Iterable[tuple[float, float, float, float]], level: float = 0.95
+) -> ProportionComparison:
+    """Compare one proportion metric of A and B from per-window ``(value_a, denominator_a, value_b,
+    denominator_b)``: the counts of every window (:func:`rate_counts`) summed, then tested
+    (:func:`accumulate`). A window where either version's denominator is 0 is left out (the proportion
+    is undefined there); ``ValueError`` when no window is left."""
+    counts = []
+    for value_a, denominator_a, value_b, denominator_b in windows:
+        if denominator_a > 0 and denominator_b > 0:
+            counts.append((*rate_counts(value_a, denominator_a), *rate_counts(value_b, denominator_b)))
+    if not counts:
+        raise ValueError("no window where both versions have a denominator")
+    return accumulate(counts, level)

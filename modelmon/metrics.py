@@ -28,7 +28,12 @@ EXPIRED_LABELS = "expired_labels"
 ACCURACY = "accuracy"
 LOG_LOSS = "log_loss"
 ROC_AUC = "roc_auc"
-CLASSIFICATION_METRICS = (ACCURACY, "precision", "recall", "f1", LOG_LOSS, ROC_AUC)
+PRECISION = "precision"
+RECALL = "recall"
+CLASSIFICATION_METRICS = (ACCURACY, PRECISION, RECALL, "f1", LOG_LOSS, ROC_AUC)
+PROPORTION_METRICS = (ACCURACY, PRECISION, RECALL)
+"""Single proportions, tested champion against challenger (docs/versions.md): accuracy of ``details.n``
+labelled events; binary precision and recall of ``details.denominator`` predicted / actual positives."""
 MAE = "mae"
 RMSE = "rmse"
 MAPE = "mape"

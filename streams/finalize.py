@@ -15,7 +15,7 @@ from detectors.drift import DriftOptions, FeatureDrift, detect_many, get_method
 from detectors.drift.registry import check_threshold
 from detectors.drift.severity import drift_ratio
 from detectors.metric import Metric
-from detectors.performance import Average, classification_from, regression_from
+from detectors.performance import Average, classification_from, positive_counts, regression_from
 from detectors.profiles import (
     CategoricalAggregate,
     CategoricalFeatureProfile,
@@ -154,6 +154,9 @@ def _performance(bundle: WindowBundle, points: _Points) -> dict[str, float]:
     scored = scores if scores is not None and scores.count else None
     average: Average = "binary" if bundle.task is Task.BINARY else "macro"
     result = classification_from(confusion, scored, pos_label=bundle.positive_class, average=average)
+    denominators: dict[str, int] = {}
+    if average == "binary":  # the stored proportions carry their denominators: docs/versions.md
+        denominators[m.PRECISION], denominators[m.RECALL] = positive_counts(confusion, bundle.positive_class)
     for name in m.CLASSIFICATION_METRICS:
         if name not in result:
             continue
@@ -164,6 +167,8 @@ def _performance(bundle: WindowBundle, points: _Points) -> dict[str, float]:
             details["error_bound"] = result["roc_auc_error_bound"].value
         if average == "binary":
             details["positive_class"] = bundle.positive_class
+        if name in denominators:
+            details["denominator"] = denominators[name]
         points.add(name, "", result[name], **details)
     values = {name: result[name].value for name in m.ESTIMATED_METRICS if name in result}
     return {name: value for name, value in values.items() if math.isfinite(value)}

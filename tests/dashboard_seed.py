@@ -67,7 +67,9 @@ def _model_points(model: str, start: datetime) -> list[MetricPoint]:
                 if classifier:
                     for i, metric in enumerate(("accuracy", "precision", "recall", "f1", "roc_auc")):
                         realized = 0.95 - 0.015 * w - 0.01 * i
-                        add(metric, realized, n=int(labels))
+                        positives = {"precision": int(0.35 * labels), "recall": int(0.3 * labels)}
+                        tested = {"denominator": positives[metric]} if metric in positives else {}
+                        add(metric, realized, n=int(labels), **tested)  # denominator: versions test
                         if segment == "":  # estimated from the scores: 0.01 over, band +- 0.03
                             add(f"estimated_{metric}", realized + 0.01)
                             add(f"estimated_{metric}_lower", realized - 0.02)

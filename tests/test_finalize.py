@@ -58,6 +58,11 @@ def test_binary_performance_equals_a_direct_computation() -> None:
     assert points[("precision", "")].value == tp / (tp + fp)
     assert points[("recall", "")].value == tp / (tp + fn)
     assert points[("f1", "")].value == 2 * tp / (2 * tp + fp + fn)
+    # precision and recall carry their denominators (the versions test); the rest do not
+    assert points[("precision", "")].details["denominator"] == tp + fp
+    assert points[("recall", "")].details["denominator"] == tp + fn
+    assert points[("precision", "")].details["n"] == len(pairs)
+    assert all("denominator" not in points[(name, "")].details for name in ("accuracy", "f1", "roc_auc"))
     scored = [(p, y_) for p, y_ in zip(pairs, y, strict=True) if p.score is not None]
     score = np.array([p.score for p, _ in scored])
     positive = np.array([y_ == "1" for _, y_ in scored])
@@ -86,6 +91,7 @@ def test_multiclass_performance_is_the_macro_average() -> None:
     assert points[("recall", "")].value == pytest.approx(np.mean(recall), rel=1e-12)
     assert points[("f1", "")].value == pytest.approx(np.mean(f1), rel=1e-12)
     assert points[("accuracy", "")].details["average"] == "macro"
+    assert "denominator" not in points[("precision", "")].details  # a mean of proportions: no test
     scored = [(p.scores, str(p.label)) for p in pairs if p.scores is not None]
     shares = [scores.get(label, 0.0) / sum(scores.values()) for scores, label in scored]
     terms = [-math.log(min(max(share, 1e-15), 1 - 1e-15)) for share in shares]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest, chi2_contingency, norm
 
-from detectors.versions import accumulate, compare_proportions, wilson
+from detectors.versions import accumulate, compare_proportions, compare_rates, rate_counts, wilson
 
 
 def test_pooled_z_by_hand() -> None:
@@ -104,3 +104,69 @@ def test_interval_coverage_by_simulation() -> None:
         c = compare_proportions(rng.binomial(n, pa), n, rng.binomial(n, pb), n)
         covered += c.lower <= pb - pa <= c.upper
     assert 0.93 <= covered / 2000 <= 0.97
+
+
+# -- precision and recall: proportions of their own denominators --------------------------------------
+
+
+def test_compare_rates_by_hand() -> None:
+    # recall 60/80 (A) and 78/90 (B) in window 1, 30/40 and 36/40 in window 2: summed 90/120 vs 114/130;
+    # pooled 204/250 = 0.816, se = sqrt(0.816 * 0.184 * (1/120 + 1/130)) = 0.049053, z = 0.126923 / se
+    c = compare_rates([(60 / 80, 80, 78 / 90, 90), (30 / 40, 40, 36 / 40, 40)])
+    assert (c.windows, c.n_a, c.n_b) == (2, 120, 130)
+    assert (c.p_a, c.p_b) == pytest.approx((0.75, 114 / 130))
+    pooled = 204 / 250
+    z = (114 / 130 - 0.75) / math.sqrt(pooled * (1 - pooled) * (1 / 120 + 1 / 130))
+    assert c.z == pytest.approx(z, rel=1e-12) and z == pytest.approx(2.5875, abs=1e-4)
+    assert c.p_value == pytest.approx(2 * norm.sf(z), rel=1e-12) and c.significant
+    assert c.verdict("recall", "1", "2").startswith("recall: v2 better than v1 by 12.7 points")
+
+
+def test_compare_rates_p_value_is_scipy_chi_square() -> None:
+    windows = [(0.62, 50, 0.7, 60), (41 / 57, 57, 33 / 49, 49), (0.5, 10, 0.8, 15)]
+    successes_a = sum(round(v * n) for v, n, _, _ in windows)
+    successes_b = sum(round(v * n) for _, _, v, n in windows)
+    n_a, n_b = sum(w[1] for w in windows), sum(w[3] for w in windows)
+    table = [[successes_a, n_a - successes_a], [successes_b, n_b - successes_b]]
+    _, p, _, _ = chi2_contingency(table, correction=False)
+    assert compare_rates(windows).p_value == pytest.approx(p, rel=1e-9)
+
+
+def test_rate_counts_rounding_and_empty_denominators() -> None:
+    assert rate_counts(1 / 3, 3) == (1, 3) and rate_counts(0.0, 0) == (0, 0)
+    with pytest.raises(ValueError):
+        rate_counts(float("nan"), 10)
+    # a window without positive predictions for one version is left out; none left: an error
+    c = compare_rates([(0.5, 10, 0.6, 10), (0.0, 0, 0.7, 10)])
+    assert c.windows == 1 and c.n_a == 10
+    with pytest.raises(ValueError):
+        compare_rates([(0.0, 0, 0.7, 10)])
+
+
+RATE_WINDOWS, RATE_LABELS, PREVALENCE, RECALL = 30, 500, 0.2, 0.70
+
+
+def _recall_windows(seed: int, lift: float) -> list[tuple[float, float, float, float]]:
+    """Per window the stored (recall, actual positives) of A and of B, B's recall raised by ``lift``."""
+    rng = np.random.default_rng(seed)
+    positives = rng.binomial(RATE_LABELS, PREVALENCE, (2, RATE_WINDOWS))
+    found = rng.binomial(positives, [[RECALL], [RECALL + lift]])
+    recall = found / positives
+    return list(zip(recall[0], positives[0], recall[1], positives[1], strict=True))
+
+
+def test_recall_identical_versions_false_positive_rate_at_most_the_level() -> None:
+    """100 seeds, 30 windows of ~100 actual positives per version, same recall 0.70."""
+    rate = sum(compare_rates(_recall_windows(seed, 0.0)).significant for seed in range(100)) / 100
+    print(f"recall, identical versions: false-positive rate over 100 seeds: {rate:.2f}")
+    assert rate <= 0.05
+
+
+def test_recall_five_points_better_is_found_after_enough_windows() -> None:
+    """+5 points recall (0.70 → 0.75), 30 windows of ~100 actual positives: power about 0.99."""
+    results = [compare_rates(_recall_windows(seed, 0.05)) for seed in range(100)]
+    power = sum(c.significant and c.difference > 0 for c in results) / len(results)
+    print(f"recall +5 points: power over 100 seeds: {power:.2f}")
+    assert power >= 0.9
+    single = [compare_rates(_recall_windows(seed, 0.05)[:1]) for seed in range(100)]
+    assert sum(c.significant for c in single) / len(single) < 0.5  # one window is not enough

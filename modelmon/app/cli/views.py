@@ -62,7 +62,8 @@ def status(model_id: str | None, as_json: bool) -> None:
     nargs=2,
     default=None,
     metavar="A B",
-    help="Also compare version B (challenger) with A (champion): accuracy per window, test over all.",
+    help="Also compare version B (challenger) with A (champion): accuracy per window, tests of accuracy, "
+    "binary precision and recall over all.",
 )
 def report(models: tuple[str, ...], since: str, out_dir: Path, compare: tuple[str, str] | None) -> None:
     """Render the key dashboard panels to PNG files and one self-contained HTML page."""
@@ -111,7 +112,7 @@ def _compare_versions(
         click.echo(result.summary())
         if result.path is not None:
             title = f"Accuracy: v{versions[1]} against v{versions[0]}"
-            pictures.append(Picture(model, title, result.path, len(result.windows)))
+            pictures.append(Picture(model, title, result.path, len(result.windows), caption=result.summary()))
     return pictures
 
 
