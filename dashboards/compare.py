@@ -162,7 +162,7 @@ def draw_comparison(comparison: VersionComparison) -> Figure:
         told = [total.verdict(ACCURACY, a, b), *(line.strip() for line in lines)]
         bottom.set_title("\n".join(textwrap.fill(t, 105) for t in told), loc="left", fontsize=9)
     bottom.axhline(0, color="black", linewidth=0.8)
-    bottom.set_ylabel("B - A (percentage points)")
+    bottom.set_ylabel("accuracy B - A (points)")
     bottom.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     for axes in (top, bottom):
         axes.grid(alpha=0.3)
