@@ -231,8 +231,9 @@ def ensure_state_topics(settings: Settings, names: Iterable[str], partitions: in
         shown = ", ".join(f"{name}: {count}" for name, count in sorted(short.items()))
         raise TopicLayoutError(
             f"state changelogs with fewer partitions than the {partitions} of the topic they are keyed by: "
-            f"{shown}; they were created for another partition count: delete them (the state they hold "
-            "is rebuilt as windows close again) or recreate the source topic with their count"
+            f"{shown}; they were created for another partition count: delete them (what they hold — saved"
+            " closed windows, change-detector and alert state — then starts empty) or recreate the source"
+            " topic with their count"
         )
 
 

@@ -225,6 +225,7 @@ class Scenario:
         """Every message of the run, in sending order (one prediction per model per tick)."""
         models = [SyntheticModel(spec, seed=self.seed * 1000 + i) for i, spec in enumerate(specs.values())]
         moved = {spec.model_id: drift_features(spec) for spec in specs.values()}
+        hits = {spec.model_id: hit_segment(spec) for spec in specs.values()}
         rng = np.random.default_rng(self.seed)
         pending: list[tuple[datetime, int, str, str, float | int | str]] = []
         sequence = 0
@@ -244,7 +245,7 @@ class Scenario:
                 moving = drifting or concept  # the concept drift comes with a new population
                 model.drift = dict.fromkeys(moved[model_id], self.drift_strength) if moving else {}
                 model.concept_degrees = self.concept_degrees if concept else 0.0
-                hit = hit_segment(model.spec) if concept else None
+                hit = hits[model_id] if concept else None
                 model.concept_segment = (*hit, self.segment_degrees) if hit is not None else None
                 item = model.prediction()
                 pid = f"demo-{self.seed}-{model_id}-{index}"
